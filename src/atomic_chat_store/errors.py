@@ -1,0 +1,64 @@
+"""Every error the store raises derives from :class:`ChatStoreError`.
+
+Errors about the caller's input are raised before anything is sent to Redis, and also derive
+from the built-in exception a Python programmer would expect (``TypeError`` for a value of the
+wrong type, ``ValueError`` for a value out of bounds), so existing ``except`` clauses keep working.
+"""
+
+from __future__ import annotations
+
+
+class ChatStoreError(Exception):
+    """Base class of every error raised by atomic-chat-store."""
+
+
+class InvalidKeyError(ChatStoreError, ValueError):
+    """A chat key that is not a non-empty ``str``."""
+
+
+class InvalidIndexError(ChatStoreError, TypeError):
+    """An index that is not an ``int`` (``bool`` is refused too)."""
+
+
+class InvalidMessageError(ChatStoreError, TypeError):
+    """A value that is neither a ChatMessage, a model of that shape, nor a dict of that shape."""
+
+
+class MessageTooLargeError(ChatStoreError, ValueError):
+    """A message whose JSON encoding is larger than the store's ``max_message_bytes``."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"message is {size} bytes encoded, over the limit of {limit} bytes")
+        self.size = size
+        self.limit = limit
+
+
+class WrongTypeError(ChatStoreError):
+    """The chat key holds a Redis value that is not a list; it was left untouched."""
+
+    def __init__(self, key: str, redis_type: str | None = None) -> None:
+        held = f"a {redis_type}" if redis_type else "a value of another type"
+        super().__init__(f"key {key!r} holds {held}, not a list of messages; it was left as it is")
+        self.key = key
+        self.redis_type = redis_type
+
+
+class CorruptMessageError(ChatStoreError):
+    """A stored element that is not a valid message.
+
+    On a read the element stays where it is in Redis. On a delete, which removes what it was
+    asked to remove, ``removed`` is True and ``raw`` holds the removed bytes, so nothing is lost.
+    ``index`` is the element's position; -1 names the last one.
+    """
+
+    def __init__(self, key: str, index: int, raw: bytes, reason: str, *, removed: bool = False) -> None:
+        fate = "it was removed; its bytes are in .raw" if removed else "it was left in place"
+        super().__init__(
+            f"element {index} of key {key!r} is not a valid message ({reason}); {fate}: "
+            f"{raw[:80]!r}"
+        )
+        self.key = key
+        self.index = index
+        self.raw = raw
+        self.reason = reason
+        self.removed = removed
