@@ -1,0 +1,100 @@
+"""Real Redis servers for the tests: a testcontainers container where a Docker engine answers,
+else a redis-server process started by the package's own launcher.
+
+``ATOMIC_CHAT_STORE_TEST_BACKEND`` picks one: ``docker``, ``process`` or ``auto`` (the default:
+docker when an engine answers, else process). Nothing here falls back to a fake: when no real
+server can be started, ``ServerUnavailable`` says why and how to get one, and the run fails.
+Sentinel and Cluster topologies are meant to be added here as more ``start_*`` functions that
+return the same ``RunningServer`` shape.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from atomic_chat_store.server import RedisServer, ServerNotFoundError, ServerStartError, free_port
+
+# Ryuk (testcontainers' reaper) runs from an image that cannot be pulled here; the fixtures stop
+# their containers themselves.
+os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
+
+BACKEND_ENV = "ATOMIC_CHAT_STORE_TEST_BACKEND"
+IMAGE_ENV = "ATOMIC_CHAT_STORE_REDIS_IMAGE"
+DEFAULT_IMAGE = "redis:7.4"
+
+
+class ServerUnavailable(RuntimeError):
+    """No real Redis server could be started for the tests."""
+
+
+@dataclass
+class RunningServer:
+    url: str
+    backend: str
+    stop: Callable[[], None]
+
+
+def redis_arguments(port: int) -> list[str]:
+    return ["--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"]
+
+
+def docker_engine_answers() -> bool:
+    try:
+        import docker
+
+        client = docker.from_env(timeout=3)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except Exception:
+        return False
+
+
+def start_container() -> RunningServer:
+    from testcontainers.core.container import DockerContainer
+    from testcontainers.core.waiting_utils import wait_for_logs
+
+    image = os.environ.get(IMAGE_ENV, DEFAULT_IMAGE)
+    port = free_port()
+    # Host networking: the engine here runs with --bridge=none, and every address stays 127.0.0.1.
+    container = (
+        DockerContainer(image)
+        .with_kwargs(network_mode="host")
+        .with_command(shlex.join(["redis-server", *redis_arguments(port)]))
+    )
+    try:
+        container.start()
+        wait_for_logs(container, "Ready to accept connections", timeout=30)
+    except Exception as error:
+        try:
+            container.stop()
+        except Exception:
+            pass
+        raise ServerUnavailable(
+            f"could not run image {image!r} through Docker ({error}). Build one offline with "
+            f"docker/build-redis-image.sh and set ${IMAGE_ENV}, or set {BACKEND_ENV}=process"
+        ) from error
+    return RunningServer(f"redis://127.0.0.1:{port}/0", f"docker:{image}", container.stop)
+
+
+def start_process() -> RunningServer:
+    try:
+        server = RedisServer().start()
+    except (ServerNotFoundError, ServerStartError) as error:
+        raise ServerUnavailable(
+            f"no Docker engine answers and no redis-server process could be started: {error}"
+        ) from error
+    return RunningServer(server.url, f"process:{server.binary}", server.stop)
+
+
+def start_standalone() -> RunningServer:
+    backend = os.environ.get(BACKEND_ENV, "auto")
+    if backend == "docker" or (backend == "auto" and docker_engine_answers()):
+        return start_container()
+    if backend in ("process", "auto"):
+        return start_process()
+    raise ServerUnavailable(f"{BACKEND_ENV}={backend!r}: use docker, process or auto")
