@@ -122,3 +122,20 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None and reporter.stats.get("skipped") and exitstatus == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(params=["sync", "async"])
+def make_store(request: pytest.FixtureRequest, redis_url: str, redis_client: redis.Redis):
+    """A factory of stores on the test server: RedisChatStore, then AsyncRedisChatStore."""
+    from stores import make_store as build
+
+    made = []
+
+    def factory(**kwargs):
+        store = build(request.param, redis_url, **kwargs)
+        made.append(store)
+        return store
+
+    yield factory
+    for store in made:
+        store.close()

@@ -66,6 +66,20 @@ class AsyncRedisChatStore:
             raise error from exc
         return operation.decode(reply)
 
+    async def execute_many(
+        self, operations: Sequence[ops.Operation[Any]], *, transaction: bool = True
+    ) -> list[Any]:
+        async with self.client.pipeline(transaction=transaction) as pipe:
+            for operation in operations:
+                if operation.script is not None:
+                    await self._scripts[operation.script](
+                        keys=operation.keys, args=operation.args, client=pipe
+                    )
+                else:
+                    pipe.execute_command(operation.command, *operation.keys, *operation.args)
+            replies = await pipe.execute(raise_on_error=False)
+        return ops.decode_replies(operations, replies)
+
     async def add_message(self, key: str, message: object, idx: int | None = None) -> int:
         return await self.execute(ops.add_message(self.config, key, message, idx))
 

@@ -105,6 +105,14 @@ class Operation(Generic[R]):
         return exc
 
 
+def decode_replies(operations: Sequence[Operation[Any]], replies: Sequence[Any]) -> list[Any]:
+    """A pipeline's replies as results; the first failed operation raises its typed error."""
+    for operation, reply in zip(operations, replies, strict=True):
+        if isinstance(reply, Exception):
+            raise operation.error(reply)
+    return [operation.decode(reply) for operation, reply in zip(operations, replies, strict=True)]
+
+
 def as_bytes(raw: bytes | str) -> bytes:
     # Clients made with decode_responses=True hand back str.
     return raw.encode() if isinstance(raw, str) else raw

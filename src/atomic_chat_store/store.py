@@ -66,6 +66,25 @@ class RedisChatStore:
             raise error from exc
         return operation.decode(reply)
 
+    def execute_many(
+        self, operations: Sequence[ops.Operation[Any]], *, transaction: bool = True
+    ) -> list[Any]:
+        """Send several operations in one redis-py pipeline (MULTI/EXEC when ``transaction``).
+
+        Results come back in order. redis-py checks the scripts are loaded (SCRIPT EXISTS)
+        before it sends the pipeline: two round trips for the lot.
+        """
+        with self.client.pipeline(transaction=transaction) as pipe:
+            for operation in operations:
+                if operation.script is not None:
+                    self._scripts[operation.script](
+                        keys=operation.keys, args=operation.args, client=pipe
+                    )
+                else:
+                    pipe.execute_command(operation.command, *operation.keys, *operation.args)
+            replies = pipe.execute(raise_on_error=False)
+        return ops.decode_replies(operations, replies)
+
     def add_message(self, key: str, message: object, idx: int | None = None) -> int:
         """Append ``message``, or insert it before ``idx`` (``list.insert`` rules). Returns the new length."""
         return self.execute(ops.add_message(self.config, key, message, idx))

@@ -1,0 +1,94 @@
+"""One operation, one command on the wire: counted by MONITOR on the server, not by the client.
+
+A script's own calls show up in MONITOR as client "lua"; only the other lines are round trips.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import redis
+from conftest import round_trips
+
+from atomic_chat_store import AsyncRedisChatStore, ChatMessage, RedisChatStore
+from atomic_chat_store import operations as ops
+
+NEW = ChatMessage(content="new")
+
+OPERATIONS = {
+    "append": (lambda c: ops.add_message(c, "chat", NEW), "EVALSHA"),
+    "append_many": (lambda c: ops.append(c, "chat", [NEW] * 3), "EVALSHA"),
+    "insert_middle": (lambda c: ops.add_message(c, "chat", NEW, idx=-5), "EVALSHA"),
+    "delete_middle": (lambda c: ops.delete_message(c, "chat", 5), "EVALSHA"),
+    "delete_last": (lambda c: ops.delete_last_message(c, "chat"), "EVALSHA"),
+    "set_all": (lambda c: ops.set_messages(c, "chat", [NEW] * 10), "EVALSHA"),
+    "delete_all": (lambda c: ops.delete_messages(c, "chat"), "EVALSHA"),
+    "get_all": (lambda c: ops.get_messages(c, "chat"), "LRANGE"),
+    "count": (lambda c: ops.count(c, "chat"), "LLEN"),
+    "refresh_ttl": (lambda c: ops.refresh_ttl(c, "chat"), "PEXPIRE"),
+}
+
+
+def fill(client: redis.Redis, n: int) -> None:
+    client.delete("chat")
+    element = NEW.model_dump_json()
+    for start in range(0, n, 1000):
+        client.rpush("chat", *[element] * min(1000, n - start))
+
+
+@pytest.mark.parametrize("n", [10, 10_000])
+@pytest.mark.parametrize("name", OPERATIONS)
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_each_operation_is_one_command(redis_url, redis_client, monitored, name, n, kind):
+    build, command = OPERATIONS[name]
+    if kind == "sync":
+        store = RedisChatStore.from_url(redis_url, ttl=60)
+        run = store.execute
+    else:
+        loop = asyncio.new_event_loop()
+        store = AsyncRedisChatStore.from_url(redis_url, ttl=60)
+
+        def run(operation):
+            return loop.run_until_complete(store.execute(operation))
+
+    fill(redis_client, n)
+    run(build(store.config))  # connects and loads the script
+    fill(redis_client, n)
+    with monitored() as seen:
+        run(build(store.config))
+    assert [c.name for c in round_trips(seen)] == [command]
+    if kind == "async":
+        loop.run_until_complete(store.aclose())
+        loop.close()
+
+
+def test_after_script_flush_the_script_is_reloaded_once(redis_url, redis_client, monitored):
+    store = RedisChatStore.from_url(redis_url)
+    store.add_message("chat", NEW)
+    redis_client.script_flush()
+    with monitored() as seen:
+        assert store.add_message("chat", NEW) == 2
+    assert [c.name for c in round_trips(seen)] == ["EVALSHA", "SCRIPT", "EVALSHA"]
+    with monitored() as seen:
+        store.add_message("chat", NEW)
+    assert [c.name for c in round_trips(seen)] == ["EVALSHA"]
+
+
+def test_execute_many_is_one_pipeline(redis_url, redis_client, monitored):
+    store = RedisChatStore.from_url(redis_url)
+    config = store.config
+    batch = [
+        ops.set_messages(config, "chat", [NEW, NEW]),
+        ops.add_message(config, "chat", ChatMessage(content="first"), idx=0),
+        ops.get_messages(config, "chat"),
+    ]
+    store.execute_many(batch)
+    redis_client.script_flush()  # the pipeline must load what it needs by itself
+    length, new_length, messages = store.execute_many(batch)
+    assert (length, new_length) == (2, 3)
+    assert [m.content for m in messages] == ["first", "new", "new"]
+    with monitored() as seen:
+        store.execute_many(batch)
+    names = [c.name for c in round_trips(seen)]
+    assert names == ["SCRIPT", "MULTI", "EVALSHA", "EVALSHA", "LRANGE", "EXEC"]
