@@ -34,21 +34,38 @@ def show(label: str, value: object) -> None:
 def sync_walkthrough(url: str) -> None:
     with RedisChatStore.from_url(url, ttl=3600, namespace="walkthrough:") as store:
         key = "user-42"
-        show("add_message -> new length", store.add_message(key, ChatMessage(role="system", content="Be brief.")))
-        show("add_messages -> new length", store.add_messages(key, [
-            ChatMessage(role="user", content="Hello"),
-            {"role": "assistant", "content": "Hi! How can I help?"},
-        ]))
-        show("add_message(idx=1) inserts", store.add_message(key, ChatMessage(role="user", content="(inserted)"), idx=1))
+        show(
+            "add_message -> new length",
+            store.add_message(key, ChatMessage(role="system", content="Be brief.")),
+        )
+        show(
+            "add_messages -> new length",
+            store.add_messages(
+                key,
+                [
+                    ChatMessage(role="user", content="Hello"),
+                    {"role": "assistant", "content": "Hi! How can I help?"},
+                ],
+            ),
+        )
+        show(
+            "add_message(idx=1) inserts",
+            store.add_message(key, ChatMessage(role="user", content="(inserted)"), idx=1),
+        )
         show("get_messages", [f"{m.role}: {m.content}" for m in store.get_messages(key)])
         show("count", store.count(key))
         show("TTL in ms, set by the same script", store.client.pttl(f"walkthrough:{key}"))
         show("delete_message(1) -> removed", store.delete_message(key, 1).content)
         show("delete_message(99) -> out of range", store.delete_message(key, 99))
         show("delete_last_message -> removed", store.delete_last_message(key).content)
-        show("set_messages -> new length", store.set_messages(key, [ChatMessage(content="fresh start")]))
+        show(
+            "set_messages -> new length",
+            store.set_messages(key, [ChatMessage(content="fresh start")]),
+        )
         show("get_keys (namespace stripped)", store.get_keys())
-        show("delete_messages -> what it held", [m.content for m in store.delete_messages(key) or []])
+        show(
+            "delete_messages -> what it held", [m.content for m in store.delete_messages(key) or []]
+        )
         show("get_messages of a missing key", store.get_messages(key))
 
 

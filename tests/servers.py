@@ -10,10 +10,12 @@ return the same ``RunningServer`` shape.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from atomic_chat_store.server import RedisServer, ServerNotFoundError, ServerStartError, free_port
 
@@ -23,7 +25,7 @@ os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
 
 BACKEND_ENV = "ATOMIC_CHAT_STORE_TEST_BACKEND"
 IMAGE_ENV = "ATOMIC_CHAT_STORE_REDIS_IMAGE"
-DEFAULT_IMAGE = "redis:7.4"
+DEFAULT_IMAGE = "atomic-chat-store/redis:debian"  # what docker/build-redis-image.sh builds
 
 
 class ServerUnavailable(RuntimeError):
@@ -54,31 +56,51 @@ def docker_engine_answers() -> bool:
         return False
 
 
+READY_LINE = "Ready to accept connections"
+
+
 def start_container() -> RunningServer:
     from testcontainers.core.container import DockerContainer
-    from testcontainers.core.waiting_utils import wait_for_logs
 
     image = os.environ.get(IMAGE_ENV, DEFAULT_IMAGE)
     port = free_port()
     # Host networking: the engine here runs with --bridge=none, and every address stays 127.0.0.1.
+    # Spelled network="host", not network_mode="host": testcontainers adds its own guess of a
+    # network unless "network" is given, and docker-py lets that guess replace network_mode.
     container = (
         DockerContainer(image)
-        .with_kwargs(network_mode="host")
+        .with_kwargs(network="host")
         .with_command(shlex.join(["redis-server", *redis_arguments(port)]))
     )
     try:
-        container.start()
-        wait_for_logs(container, "Ready to accept connections", timeout=30)
+        _start_and_wait(container, timeout=30)
     except Exception as error:
-        try:
+        logs = ""
+        with contextlib.suppress(Exception):
+            stdout, stderr = container.get_logs()
+            logs = (stdout + stderr).decode(errors="replace").strip()[-2000:]
+        with contextlib.suppress(Exception):
             container.stop()
-        except Exception:
-            pass
         raise ServerUnavailable(
             f"could not run image {image!r} through Docker ({error}). Build one offline with "
             f"docker/build-redis-image.sh and set ${IMAGE_ENV}, or set {BACKEND_ENV}=process"
+            + (f"\ncontainer log:\n{logs}" if logs else "")
         ) from error
     return RunningServer(f"redis://127.0.0.1:{port}/0", f"docker:{image}", container.stop)
+
+
+def _start_and_wait(container: Any, timeout: int) -> None:
+    """Start the container and wait for redis-server's ready line; fail at once if it exits."""
+    try:
+        from testcontainers.core.wait_strategies import LogMessageWaitStrategy
+    except ImportError:  # an older testcontainers: no wait strategies yet
+        from testcontainers.core.waiting_utils import wait_for_logs
+
+        container.start()
+        wait_for_logs(container, READY_LINE, timeout=timeout)
+        return
+    strategy = LogMessageWaitStrategy(READY_LINE).with_startup_timeout(timeout)
+    container.waiting_for(strategy.with_poll_interval(0.1)).start()
 
 
 def start_process() -> RunningServer:

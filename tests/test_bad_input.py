@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import round_trips
 
 from atomic_chat_store import (
     ChatMessage,
@@ -18,6 +17,7 @@ from atomic_chat_store import (
     RedisChatStore,
     WrongTypeError,
 )
+from conftest import round_trips
 
 GOOD = ChatMessage(content="fine")
 

@@ -9,10 +9,10 @@ import threading
 from collections import Counter
 
 import redis
-from conftest import round_trips
 
 from atomic_chat_store import ChatMessage, RedisChatStore
 from atomic_chat_store.scripts import script_sources
+from conftest import round_trips
 
 THREADS = 8
 OPERATIONS_PER_THREAD = 60

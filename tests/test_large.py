@@ -18,7 +18,9 @@ def test_every_operation_on_20000_messages(make_store, redis_client):
     assert store.add_message("big", ChatMessage(content="tail")) == N + 1
     expected.append("tail")
     for idx in (N // 2, N - 3, 3):
-        assert store.add_message("big", ChatMessage(content=f"at{idx}"), idx=idx) == len(expected) + 1
+        assert (
+            store.add_message("big", ChatMessage(content=f"at{idx}"), idx=idx) == len(expected) + 1
+        )
         expected.insert(idx, f"at{idx}")
     for idx in (N // 2, N - 3, 3):
         assert store.delete_message("big", idx).content == expected.pop(idx)

@@ -178,7 +178,9 @@ def test_unknown_fields_and_block_types_survive_a_round_trip(make_store, redis_c
 
 def test_the_older_content_form_reads_back(make_store, redis_client):
     store = make_store()
-    redis_client.rpush("chat", json.dumps({"role": "user", "content": "old", "additional_kwargs": {}}))
+    redis_client.rpush(
+        "chat", json.dumps({"role": "user", "content": "old", "additional_kwargs": {}})
+    )
     (message,) = store.get_messages("chat")
     assert message.content == "old"
     assert message.blocks == [{"block_type": "text", "text": "old"}]

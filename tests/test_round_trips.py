@@ -9,10 +9,10 @@ import asyncio
 
 import pytest
 import redis
-from conftest import round_trips
 
 from atomic_chat_store import AsyncRedisChatStore, ChatMessage, RedisChatStore
 from atomic_chat_store import operations as ops
+from conftest import round_trips
 
 NEW = ChatMessage(content="new")
 

@@ -1,6 +1,5 @@
-from conftest import round_trips
-
 from atomic_chat_store import ChatMessage, RedisChatStore
+from conftest import round_trips
 
 
 def test_one_round_trip_per_append(redis_url, redis_client, monitored):

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from conftest import round_trips
 
 from atomic_chat_store import ChatMessage
+from conftest import round_trips
 
 TTL_SECONDS = 300
 

@@ -41,7 +41,9 @@ class AsyncRedisChatStore:
         )
         self._owns_client = client is None
         self.client = (
-            client if client is not None else async_client_from_url(url or DEFAULT_URL, **client_kwargs)
+            client
+            if client is not None
+            else async_client_from_url(url or DEFAULT_URL, **client_kwargs)
         )
         self._scripts = register_scripts(self.client)
 
@@ -56,9 +58,7 @@ class AsyncRedisChatStore:
                     keys=operation.keys, args=operation.args
                 )
             else:
-                reply = await self.client.execute_command(
-                    operation.command, *operation.keys, *operation.args
-                )
+                reply = await self.client.execute_command(*operation.command_line)  # type: ignore[no-untyped-call]
         except redis.ResponseError as exc:
             error = operation.error(exc)
             if error is exc:
@@ -76,7 +76,7 @@ class AsyncRedisChatStore:
                         keys=operation.keys, args=operation.args, client=pipe
                     )
                 else:
-                    pipe.execute_command(operation.command, *operation.keys, *operation.args)
+                    pipe.execute_command(*operation.command_line)
             replies = await pipe.execute(raise_on_error=False)
         return ops.decode_replies(operations, replies)
 

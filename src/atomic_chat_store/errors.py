@@ -51,7 +51,9 @@ class CorruptMessageError(ChatStoreError):
     ``index`` is the element's position; -1 names the last one.
     """
 
-    def __init__(self, key: str, index: int, raw: bytes, reason: str, *, removed: bool = False) -> None:
+    def __init__(
+        self, key: str, index: int, raw: bytes, reason: str, *, removed: bool = False
+    ) -> None:
         fate = "it was removed; its bytes are in .raw" if removed else "it was left in place"
         super().__init__(
             f"element {index} of key {key!r} is not a valid message ({reason}); {fate}: "

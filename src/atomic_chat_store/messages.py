@@ -87,9 +87,7 @@ def encode_message(message: object, max_bytes: int) -> bytes:
 
 
 def encode_messages(messages: Sequence[object], max_bytes: int) -> list[bytes]:
-    if isinstance(messages, (str, bytes, Mapping, BaseModel)) or not isinstance(
-        messages, Sequence
-    ):
+    if isinstance(messages, (str, bytes, Mapping, BaseModel)) or not isinstance(messages, Sequence):
         raise InvalidMessageError(
             f"messages must be a list of messages, not {type(messages).__name__}"
         )

@@ -16,8 +16,13 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import ValidationError
 
-from .errors import ChatStoreError, CorruptMessageError, InvalidIndexError, InvalidKeyError
-from .errors import WrongTypeError
+from .errors import (
+    ChatStoreError,
+    CorruptMessageError,
+    InvalidIndexError,
+    InvalidKeyError,
+    WrongTypeError,
+)
 from .messages import (
     DEFAULT_MAX_MESSAGE_BYTES,
     ChatMessage,
@@ -95,6 +100,13 @@ class Operation(Generic[R]):
     script: str | None = None  # the name of lua/<script>.lua
     command: str | None = None  # or a plain command, sent as: command *keys *args
 
+    @property
+    def command_line(self) -> tuple[Arg, ...]:
+        """The plain command as sent: name, keys, arguments."""
+        if self.command is None:
+            raise ValueError(f"{self.script} is a script, not a plain command")
+        return (self.command, *self.keys, *self.args)
+
     def error(self, exc: Exception) -> Exception:
         """The typed error for what Redis answered, or ``exc`` itself when it is not ours."""
         text = str(exc)
@@ -118,7 +130,9 @@ def as_bytes(raw: bytes | str) -> bytes:
     return raw.encode() if isinstance(raw, str) else raw
 
 
-def _decode_elements(chat_key: str, raws: Sequence[bytes | str], removed: bool) -> list[ChatMessage]:
+def _decode_elements(
+    chat_key: str, raws: Sequence[bytes | str], removed: bool
+) -> list[ChatMessage]:
     elements = [as_bytes(raw) for raw in raws]
     try:
         return decode_conversation(elements)
@@ -198,7 +212,11 @@ def delete_messages(config: StoreConfig, key: str) -> Operation[list[ChatMessage
 def delete_message(config: StoreConfig, key: str, idx: int) -> Operation[ChatMessage | None]:
     index = check_index(idx)
     return Operation(
-        key, (config.redis_key(key),), (index, config.ttl_ms), _decode_removed(key, index), "delete_at"
+        key,
+        (config.redis_key(key),),
+        (index, config.ttl_ms),
+        _decode_removed(key, index),
+        "delete_at",
     )
 
 
@@ -225,6 +243,6 @@ def keys_pattern(config: StoreConfig) -> str:
 
 
 def chat_keys(config: StoreConfig, raws: Iterable[bytes | str]) -> list[str]:
-    """SCAN's answer as chat keys: namespace stripped, duplicates (SCAN may repeat) removed, sorted."""
+    """SCAN's answer as chat keys: namespace stripped, sorted, without the repeats SCAN may give."""
     start = len(config.namespace)
     return sorted({as_bytes(raw).decode()[start:] for raw in raws})

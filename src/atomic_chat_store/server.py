@@ -105,7 +105,7 @@ class RedisServer:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _launch(self) -> None:
-        assert self.directory is not None
+        assert self.directory is not None and self.port is not None
         log = os.path.join(self.directory, "redis.log")
         command = [
             self.binary,
@@ -127,8 +127,7 @@ class RedisServer:
             while time.monotonic() < deadline:
                 if self._process.poll() is not None:
                     raise ServerStartError(
-                        f"redis-server exited with code {self._process.returncode}: "
-                        f"{_tail(log)}"
+                        f"redis-server exited with code {self._process.returncode}: {_tail(log)}"
                     )
                 try:
                     if probe.ping():

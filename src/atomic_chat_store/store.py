@@ -42,7 +42,9 @@ class RedisChatStore:
             namespace=namespace, ttl=ttl, max_message_bytes=max_message_bytes
         )
         self._owns_client = client is None
-        self.client = client if client is not None else client_from_url(url or DEFAULT_URL, **client_kwargs)
+        self.client = (
+            client if client is not None else client_from_url(url or DEFAULT_URL, **client_kwargs)
+        )
         self._scripts = register_scripts(self.client)
 
     @classmethod
@@ -56,9 +58,7 @@ class RedisChatStore:
             if operation.script is not None:
                 reply = self._scripts[operation.script](keys=operation.keys, args=operation.args)
             else:
-                reply = self.client.execute_command(
-                    operation.command, *operation.keys, *operation.args
-                )
+                reply = self.client.execute_command(*operation.command_line)  # type: ignore[no-untyped-call]
         except redis.ResponseError as exc:
             error = operation.error(exc)
             if error is exc:
@@ -81,12 +81,15 @@ class RedisChatStore:
                         keys=operation.keys, args=operation.args, client=pipe
                     )
                 else:
-                    pipe.execute_command(operation.command, *operation.keys, *operation.args)
+                    pipe.execute_command(*operation.command_line)  # type: ignore[no-untyped-call]
             replies = pipe.execute(raise_on_error=False)
         return ops.decode_replies(operations, replies)
 
     def add_message(self, key: str, message: object, idx: int | None = None) -> int:
-        """Append ``message``, or insert it before ``idx`` (``list.insert`` rules). Returns the new length."""
+        """Append ``message``, or insert it before ``idx`` (``list.insert`` rules).
+
+        Returns the new length.
+        """
         return self.execute(ops.add_message(self.config, key, message, idx))
 
     def add_messages(self, key: str, messages: Sequence[object]) -> int:
@@ -94,7 +97,10 @@ class RedisChatStore:
         return self.execute(ops.append(self.config, key, messages))
 
     def set_messages(self, key: str, messages: Sequence[object]) -> int:
-        """Replace the conversation atomically; an empty list removes the key. Returns the new length."""
+        """Replace the conversation atomically; an empty list removes the key.
+
+        Returns the new length.
+        """
         return self.execute(ops.set_messages(self.config, key, messages))
 
     def get_messages(self, key: str) -> list[ChatMessage]:
