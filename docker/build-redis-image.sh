@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Build a Redis image for the tests offline, with no registry.
+#
+#   docker/build-redis-image.sh [TAG]      (default TAG: atomic-chat-store/redis:debian)
+#
+# No base image is pulled: the root filesystem is made here from this machine's own Debian
+# redis-server (apt-get install redis-server) and exactly the shared libraries `ldd` lists for it,
+# plus the dynamic loader, a minimal /etc/passwd and /etc/group, /tmp (mode 1777) and /data.
+# It is then turned into an image by `docker import`. The tar stream is reproducible (sorted
+# names, fixed times and owners) and its SHA-256 is kept on the image as a label: running the
+# script again with the same redis-server is a no-op that only prints the tag.
+#
+# Needs: root (chroot, file ownership), a Docker engine that answers, redis-server, ldd, GNU tar.
+# Prints the tag on standard output; everything else goes to standard error.
+set -euo pipefail
+
+tag="${1:-atomic-chat-store/redis:debian}"
+server="${REDIS_SERVER_BINARY:-/usr/bin/redis-server}"
+label="org.atomic-chat-store.rootfs-sha256"
+
+log() { printf 'build-redis-image: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+[[ -x "$server" ]] || die "$server not found: apt-get install redis-server"
+command -v ldd >/dev/null || die "ldd not found"
+command -v docker >/dev/null || die "docker not found: apt-get install docker.io"
+docker info >/dev/null 2>&1 || die "no Docker engine answers (is dockerd running?)"
+
+workdir="$(mktemp -d)"
+trap 'rm -rf "$workdir"' EXIT
+rootfs="$workdir/rootfs"
+mkdir -p "$rootfs"
+
+# Copy a file (following symlinks) to the same absolute path inside the root filesystem.
+install_file() {
+    local source="$1" target="$rootfs$1"
+    mkdir -p "$(dirname "$target")"
+    cp -L "$source" "$target"
+}
+
+# The server itself: /usr/bin/redis-server is a symlink to redis-check-rdb in Debian's package;
+# redis picks its mode from argv[0], so the copy must be named redis-server.
+mkdir -p "$rootfs/usr/bin"
+cp -L "$server" "$rootfs/usr/bin/redis-server"
+chmod 0755 "$rootfs/usr/bin/redis-server"
+
+# Every library ldd resolves ("libx.so => /path (0x...)") and the loader ("/lib64/ld-... (0x...)").
+# linux-vdso has no file; an unresolved library is an error.
+ldd_output="$(ldd "$server")"
+if grep -q 'not found' <<<"$ldd_output"; then
+    die "ldd $server: missing libraries:"$'\n'"$ldd_output"
+fi
+libraries=()
+while read -r path; do
+    libraries+=("$path")
+done < <(awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' <<<"$ldd_output" | sort -u)
+((${#libraries[@]} > 0)) || die "ldd listed no libraries for $server"
+for library in "${libraries[@]}"; do
+    install_file "$library"
+done
+log "redis-server and ${#libraries[@]} libraries (loader included) from $(dpkg-query -W -f '${Package} ${Version}' redis-server 2>/dev/null || echo "$server")"
+
+mkdir -p "$rootfs/etc" "$rootfs/tmp" "$rootfs/data"
+chmod 1777 "$rootfs/tmp"
+chmod 0755 "$rootfs/data"
+cat >"$rootfs/etc/passwd" <<'EOF'
+root:x:0:0:root:/root:/usr/sbin/nologin
+redis:x:999:999:redis:/data:/usr/sbin/nologin
+nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin
+EOF
+cat >"$rootfs/etc/group" <<'EOF'
+root:x:0:
+redis:x:999:
+nogroup:x:65534:
+EOF
+
+# Fail here, not in a test, if the binary cannot start inside its own root filesystem.
+if ((EUID == 0)) && command -v chroot >/dev/null; then
+    version="$(chroot "$rootfs" /usr/bin/redis-server --version)" \
+        || die "redis-server does not run inside the root filesystem"
+    log "$version"
+fi
+
+tarball="$workdir/rootfs.tar"
+tar -C "$rootfs" --sort=name --mtime='@0' --owner=0 --group=0 --numeric-owner -cf "$tarball" .
+digest="$(sha256sum "$tarball" | cut -d' ' -f1)"
+
+existing="$(docker image inspect --format "{{ index .Config.Labels \"$label\" }}" "$tag" 2>/dev/null || true)"
+if [[ "$existing" == "$digest" ]]; then
+    log "$tag is up to date (rootfs sha256 $digest)"
+else
+    previous="$(docker image inspect --format '{{ .Id }}' "$tag" 2>/dev/null || true)"
+    docker import \
+        --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+        --change "LABEL $label=$digest" \
+        --change 'WORKDIR /data' \
+        --change 'CMD ["redis-server"]' \
+        --message "redis-server from the build machine's Debian package" \
+        - "$tag" <"$tarball" >/dev/null
+    log "imported $tag (rootfs sha256 $digest)"
+    # The image this tag named before is left untagged: remove it unless a container still uses it.
+    if [[ -n "$previous" && "$previous" != "$(docker image inspect --format '{{ .Id }}' "$tag")" ]]; then
+        docker image rm "$previous" >/dev/null 2>&1 || true
+    fi
+fi
+
+printf '%s\n' "$tag"
