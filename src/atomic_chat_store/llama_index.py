@@ -1,0 +1,323 @@
+"""A drop-in for LlamaIndex's ``RedisChatStore`` (``llama-index-storage-chat-store-redis``).
+
+Its constructor (plus ``max_message_bytes``), its fields, its ``class_name()`` and its
+data in Redis (one list per key, one ``ChatMessage.model_dump_json()`` per element, no key
+prefix), so a conversation written by either reads back through the other. What changes is
+how it is written: every edit is one Lua script of ``atomic_chat_store``, atomic and one round
+trip, with the TTL refreshed inside the same script.
+
+    from atomic_chat_store.llama_index import RedisChatStore
+    from llama_index.core.memory import ChatMemoryBuffer
+
+    store = RedisChatStore(redis_url="redis://localhost:6379", ttl=3600)
+    memory = ChatMemoryBuffer.from_defaults(chat_store=store, chat_store_key="user-1")
+
+Needs LlamaIndex: ``pip install 'atomic-chat-store[llama-index]'``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+import redis
+import redis.asyncio
+
+try:
+    from llama_index.core.llms import ChatMessage as LlamaChatMessage
+    from llama_index.core.storage.chat_store.base import BaseChatStore
+except ImportError as error:  # pragma: no cover - exercised in a subprocess by the tests
+    raise ImportError(
+        "atomic_chat_store.llama_index needs LlamaIndex (llama-index-core>=0.12), which could not "
+        f"be imported ({error}). Install it with: pip install 'atomic-chat-store[llama-index]'"
+    ) from error
+
+from pydantic import Field, PrivateAttr, TypeAdapter
+
+from . import operations as ops
+from .aio import AsyncRedisChatStore
+from .errors import CorruptMessageError
+from .messages import DEFAULT_MAX_MESSAGE_BYTES, ChatMessage, to_chat_message
+from .store import RedisChatStore as SyncRedisChatStore
+
+__all__ = ["RedisChatStore", "from_llama_message", "to_llama_message"]
+
+R = TypeVar("R")
+
+DEFAULT_REDIS_URL = "redis://localhost:6379"  # LlamaIndex's default, kept as is
+
+_LLAMA_CONVERSATION = TypeAdapter(list[LlamaChatMessage])
+
+
+def to_llama_message(message: ChatMessage) -> LlamaChatMessage:
+    """Our message as LlamaIndex's. Every field LlamaIndex knows is kept (blocks of every type,
+    ``additional_kwargs``); top-level fields it does not know are dropped by its model."""
+    return LlamaChatMessage.model_validate(message.model_dump())
+
+
+def from_llama_message(message: LlamaChatMessage) -> ChatMessage:
+    """LlamaIndex's message as ours; its JSON is byte for byte what LlamaIndex's own
+    ``model_dump_json()`` writes."""
+    return to_chat_message(message)
+
+
+def _to_llama(key: str, index: int, message: ChatMessage, *, removed: bool) -> LlamaChatMessage:
+    try:
+        return to_llama_message(message)
+    except (ValueError, TypeError, AttributeError) as error:  # ValidationError is a ValueError
+        raise CorruptMessageError(
+            key,
+            index,
+            message.model_dump_json().encode(),
+            f"not a LlamaIndex ChatMessage: {error}",
+            removed=removed,
+        ) from None
+
+
+def _to_llama_list(
+    key: str, messages: Sequence[ChatMessage], *, removed: bool
+) -> list[LlamaChatMessage]:
+    return [_to_llama(key, i, message, removed=removed) for i, message in enumerate(messages)]
+
+
+# Reads decode Redis's reply straight into LlamaIndex's model, as LlamaIndex's store does: a
+# detour through our model would validate every message twice. Only when that fails is the
+# reply decoded by the operation itself, to raise the typed error naming the element at fault.
+
+
+def _read_conversation(
+    operation: ops.Operation[Any], *, removed: bool
+) -> ops.Operation[list[LlamaChatMessage] | None]:
+    """``operation`` (LRANGE or delete_all) answering LlamaIndex messages; None when it answers
+    None (delete_all of a missing key)."""
+
+    def decode(reply: Sequence[bytes | str]) -> list[LlamaChatMessage] | None:
+        raws = [ops.as_bytes(raw) for raw in reply]
+        if raws:
+            try:  # the whole conversation in one validation call
+                messages = _LLAMA_CONVERSATION.validate_json(b"[" + b",".join(raws) + b"]")
+                if len(messages) == len(raws):  # an element of ``{..},{..}`` would pass as two
+                    return messages
+            except (ValueError, TypeError, AttributeError):  # ValidationError is a ValueError
+                pass
+        ours: list[ChatMessage] | None = operation.decode(reply)  # raises CorruptMessageError
+        return None if ours is None else _to_llama_list(operation.chat_key, ours, removed=removed)
+
+    return ops.Operation(
+        operation.chat_key,
+        operation.keys,
+        operation.args,
+        decode,
+        operation.script,
+        operation.command,
+    )
+
+
+def _read_one(
+    operation: ops.Operation[ChatMessage | None], index: int
+) -> ops.Operation[LlamaChatMessage | None]:
+    """A delete answering the removed element as a LlamaIndex message, or None."""
+
+    def decode(reply: bytes | str | None) -> LlamaChatMessage | None:
+        if reply is None:
+            return None
+        try:
+            return LlamaChatMessage.model_validate_json(ops.as_bytes(reply))
+        except (ValueError, TypeError, AttributeError):
+            pass
+        ours = operation.decode(reply)  # raises CorruptMessageError
+        return None if ours is None else _to_llama(operation.chat_key, index, ours, removed=True)
+
+    return ops.Operation(
+        operation.chat_key,
+        operation.keys,
+        operation.args,
+        decode,
+        operation.script,
+        operation.command,
+    )
+
+
+class RedisChatStore(BaseChatStore):
+    """LlamaIndex chat store on Redis: every edit one atomic Lua script, one round trip.
+
+    ``redis_client`` (a ``redis.Redis``) and ``aredis_client`` (a ``redis.asyncio.Redis``) are
+    used as given. Without them, clients are made from ``redis_url`` and ``**kwargs`` (options of
+    ``redis.Redis.from_url``): the sync one at once (it connects on first use), the async one on
+    first async call, one per event loop, so that ``asyncio.run`` called twice works. Given only
+    ``redis_client`` (and the default ``redis_url``), the async methods run the sync client in a
+    worker thread rather than open a connection to a server nobody named.
+
+    ``ttl`` (seconds; None or 0: no expiry) is refreshed by every write, inside its script.
+    A message whose JSON is over ``max_message_bytes`` (default 4 MiB) is refused before sending.
+    """
+
+    redis_url: str = Field(default=DEFAULT_REDIS_URL, description="Redis URL.")
+    ttl: int | None = Field(default=None, description="Time to live in seconds.")
+
+    _store: SyncRedisChatStore = PrivateAttr()
+    _given_async: AsyncRedisChatStore | None = PrivateAttr(default=None)
+    _async_from_url: bool = PrivateAttr(default=False)
+    _async_stores: dict[asyncio.AbstractEventLoop, AsyncRedisChatStore] = PrivateAttr(
+        default_factory=dict
+    )
+    _client_kwargs: dict[str, Any] = PrivateAttr(default_factory=dict)
+    _max_message_bytes: int = PrivateAttr(default=DEFAULT_MAX_MESSAGE_BYTES)
+    _config: ops.StoreConfig = PrivateAttr()
+
+    def __init__(
+        self,
+        redis_url: str = DEFAULT_REDIS_URL,
+        redis_client: redis.Redis | None = None,
+        aredis_client: redis.asyncio.Redis | None = None,
+        ttl: int | None = None,
+        *,
+        max_message_bytes: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        # mypy sees the base's dataclass-style __init__, which knows no field of this class.
+        super().__init__(redis_url=redis_url, ttl=ttl)  # type: ignore[call-arg]
+        self._max_message_bytes = (
+            DEFAULT_MAX_MESSAGE_BYTES if max_message_bytes is None else max_message_bytes
+        )
+        self._config = self._build_config()  # bad ttl or limit: refused here, not on first use
+        self._client_kwargs = dict(kwargs)
+        self._store = (
+            SyncRedisChatStore(redis_client)
+            if redis_client is not None
+            else SyncRedisChatStore(url=self.redis_url, **kwargs)
+        )
+        if aredis_client is not None:
+            self._given_async = AsyncRedisChatStore(aredis_client)
+        else:
+            self._async_from_url = redis_client is None or self.redis_url != DEFAULT_REDIS_URL
+
+    @classmethod
+    def class_name(cls) -> str:
+        """LlamaIndex's store's serialisation id: same fields, same data, interchangeable."""
+        return "RedisChatStore"
+
+    # -- plumbing ---------------------------------------------------------------------------------
+
+    def _build_config(self) -> ops.StoreConfig:
+        # LlamaIndex's store reads ``self.ttl`` on every call, 0 meaning "no expiry": both kept.
+        return ops.StoreConfig.build(
+            namespace="", ttl=self.ttl or None, max_message_bytes=self._max_message_bytes
+        )
+
+    def _current_config(self) -> ops.StoreConfig:
+        if self._config.ttl_ms != ops.ttl_to_ms(self.ttl or None):  # ``ttl`` was reassigned
+            self._config = self._build_config()
+        return self._config
+
+    def _async_store(self) -> AsyncRedisChatStore | None:
+        """The async store for the running loop; None when async calls go through a thread."""
+        if self._given_async is not None:
+            return self._given_async
+        if not self._async_from_url:
+            return None
+        loop = asyncio.get_running_loop()
+        store = self._async_stores.get(loop)
+        if store is None:
+            # A client is bound to the loop it first ran in. Those of closed loops (asyncio.run
+            # called again) can no longer be closed: they are dropped, for the garbage collector.
+            for closed in [other for other in list(self._async_stores) if other.is_closed()]:
+                self._async_stores.pop(closed, None)
+            store = AsyncRedisChatStore(url=self.redis_url, **self._client_kwargs)
+            self._async_stores[loop] = store
+        return store
+
+    def _execute(self, operation: ops.Operation[R]) -> R:
+        return self._store.execute(operation)
+
+    async def _aexecute(self, operation: ops.Operation[R]) -> R:
+        store = self._async_store()
+        if store is None:
+            return await asyncio.to_thread(self._store.execute, operation)
+        return await store.execute(operation)
+
+    # -- sync -------------------------------------------------------------------------------------
+
+    def set_messages(self, key: str, messages: list[LlamaChatMessage]) -> None:
+        """Replace the conversation: one script, readers see the old list or the new one."""
+        self._execute(ops.set_messages(self._current_config(), key, messages))
+
+    def get_messages(self, key: str) -> list[LlamaChatMessage]:
+        """The conversation, oldest first; ``[]`` for a missing key."""
+        messages = self._execute(
+            _read_conversation(ops.get_messages(self._current_config(), key), removed=False)
+        )
+        return messages or []
+
+    def add_message(self, key: str, message: LlamaChatMessage, idx: int | None = None) -> None:
+        """Append, or insert before ``idx`` by ``list.insert`` rules; one script either way."""
+        self._execute(ops.add_message(self._current_config(), key, message, idx))
+
+    def delete_messages(self, key: str) -> list[LlamaChatMessage] | None:
+        """Remove the conversation; returns what it held, None when it held nothing."""
+        return self._execute(
+            _read_conversation(ops.delete_messages(self._current_config(), key), removed=True)
+        )
+
+    def delete_message(self, key: str, idx: int) -> LlamaChatMessage | None:
+        """Remove and return the message at ``0 <= idx < len``, keeping the others' order;
+        None (and nothing changes) for any other index."""
+        return self._execute(_read_one(ops.delete_message(self._current_config(), key, idx), idx))
+
+    def delete_last_message(self, key: str) -> LlamaChatMessage | None:
+        """Remove and return the last message; None when there is none."""
+        return self._execute(_read_one(ops.delete_last_message(self._current_config(), key), -1))
+
+    def get_keys(self) -> list[str]:
+        """Every key holding a list, sorted: an incremental SCAN, never KEYS."""
+        return self._store.get_keys()
+
+    # -- async ------------------------------------------------------------------------------------
+
+    async def aset_messages(self, key: str, messages: list[LlamaChatMessage]) -> None:
+        await self._aexecute(ops.set_messages(self._current_config(), key, messages))
+
+    async def aget_messages(self, key: str) -> list[LlamaChatMessage]:
+        messages = await self._aexecute(
+            _read_conversation(ops.get_messages(self._current_config(), key), removed=False)
+        )
+        return messages or []
+
+    async def async_add_message(
+        self, key: str, message: LlamaChatMessage, idx: int | None = None
+    ) -> None:
+        await self._aexecute(ops.add_message(self._current_config(), key, message, idx))
+
+    async def adelete_messages(self, key: str) -> list[LlamaChatMessage] | None:
+        return await self._aexecute(
+            _read_conversation(ops.delete_messages(self._current_config(), key), removed=True)
+        )
+
+    async def adelete_message(self, key: str, idx: int) -> LlamaChatMessage | None:
+        return await self._aexecute(
+            _read_one(ops.delete_message(self._current_config(), key, idx), idx)
+        )
+
+    async def adelete_last_message(self, key: str) -> LlamaChatMessage | None:
+        return await self._aexecute(
+            _read_one(ops.delete_last_message(self._current_config(), key), -1)
+        )
+
+    async def aget_keys(self) -> list[str]:
+        store = self._async_store()
+        if store is None:
+            return await asyncio.to_thread(self._store.get_keys)
+        return await store.get_keys()
+
+    # -- closing ----------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the sync client if this store made it (a given client is left open)."""
+        self._store.close()
+
+    async def aclose(self) -> None:
+        """Close the async client this store made for the running loop, if any."""
+        store = self._async_stores.pop(asyncio.get_running_loop(), None)
+        if store is not None:
+            await store.aclose()
