@@ -1,0 +1,238 @@
+"""K clients on one conversation at once: each appends unique messages, inserts at random indexes
+and deletes at random indexes, for a bounded number of operations and a bounded time. Then the
+final list is compared with what should remain: messages lost, duplicated, deleted ones back, and
+each writer's messages (the starting conversation, each client's appends) out of order.
+
+Threads for the sync systems (sharing one client and its connection pool, as an application
+would); tasks on the run's event loop for the async store. The floor has no single command that
+works by index: it reads the element there (LINDEX) and then names it by value (LINSERT or
+LREM), two round trips with nothing in between held.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .data import BenchMessage, ident_of, make_message
+from .model import BenchConfig, ConcurrencyResult
+from .systems import AsyncStore, Floor, System
+
+# One step of one client: ("append" | "insert" | "delete", index, message or None).
+Step = tuple[str, int, BenchMessage | None]
+
+
+@dataclass
+class ClientLog:
+    appended: list[str] = field(default_factory=list)
+    inserted: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)  # what the system said it removed
+    completed: int = 0
+    errors: int = 0
+    first_error: str | None = None
+
+    def record_error(self, error: Exception) -> None:
+        self.errors += 1
+        if self.first_error is None:
+            self.first_error = f"{type(error).__name__}: {error}"
+
+
+def make_plans(config: BenchConfig) -> list[list[Step]]:
+    """Each client's steps, the same for every system (seeded)."""
+    plans = []
+    for client in range(config.clients):
+        rng = random.Random(config.random_seed * 1000 + client)
+        steps: list[Step] = []
+        for number in range(config.client_ops):
+            kind = ("append", "insert", "delete")[rng.randrange(3)]
+            if kind == "delete":
+                steps.append((kind, rng.randrange(config.concurrency_size), None))
+            else:
+                ident = f"{kind[0]}{client:03d}-{number:05d}"
+                message = make_message(ident, config.message_bytes)
+                steps.append((kind, rng.randrange(config.concurrency_size + 1), message))
+        plans.append(steps)
+    return plans
+
+
+def _sync_step(system: System, key: str) -> Callable[[str, int, BenchMessage | None], str | None]:
+    """A function doing one step on a sync system; returns the id a delete removed."""
+    if isinstance(system, Floor):
+        client: Any = system.client  # redis-py types values as str; it takes bytes too
+
+        def floor_step(kind: str, index: int, message: BenchMessage | None) -> str | None:
+            if kind == "append" and message is not None:
+                client.rpush(key, message.payload)
+            elif kind == "insert" and message is not None:
+                pivot = client.lindex(key, index)
+                if pivot is None:
+                    client.rpush(key, message.payload)
+                else:
+                    client.linsert(key, "BEFORE", pivot, message.payload)
+            else:
+                found = client.lindex(key, index)
+                if found is not None and client.lrem(key, 1, found) == 1:
+                    return str(ident_of(found))
+            return None
+
+        return floor_step
+
+    store: Any = system.store  # type: ignore[attr-defined]
+
+    def store_step(kind: str, index: int, message: BenchMessage | None) -> str | None:
+        if kind == "append" and message is not None:
+            store.add_message(key, system.message(message))
+        elif kind == "insert" and message is not None:
+            store.add_message(key, system.message(message), idx=index)
+        else:
+            removed = store.delete_message(key, index)
+            return None if removed is None else str(ident_of(removed))
+        return None
+
+    return store_step
+
+
+def _apply(log: ClientLog, kind: str, message: BenchMessage | None, removed: str | None) -> None:
+    if kind == "append" and message is not None:
+        log.appended.append(message.ident)
+    elif kind == "insert" and message is not None:
+        log.inserted.append(message.ident)
+    elif removed is not None:
+        log.deleted.append(removed)
+    log.completed += 1
+
+
+def run_threads(
+    system: System, key: str, plans: Sequence[Sequence[Step]], timeout_s: float
+) -> tuple[list[ClientLog], bool]:
+    step = _sync_step(system, system.api_key(key))
+    logs = [ClientLog() for _ in plans]
+    barrier = threading.Barrier(len(plans))
+    deadline = time.monotonic() + timeout_s
+    stop = threading.Event()
+
+    def client(number: int) -> None:
+        log = logs[number]
+        with contextlib.suppress(threading.BrokenBarrierError):
+            barrier.wait(timeout=min(10.0, timeout_s))
+        for kind, index, message in plans[number]:
+            if stop.is_set() or time.monotonic() > deadline:
+                return
+            try:
+                removed = step(kind, index, message)
+            except Exception as error:
+                log.record_error(error)
+                continue
+            _apply(log, kind, message, removed)
+
+    threads = [
+        threading.Thread(
+            target=client, args=(number,), name=f"acs-bench-client-{number}", daemon=True
+        )
+        for number in range(len(plans))
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        for thread in threads:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()) + 30.0)
+    finally:
+        stop.set()
+    timed_out = time.monotonic() > deadline or any(thread.is_alive() for thread in threads)
+    return logs, timed_out
+
+
+def run_tasks(
+    system: AsyncStore, key: str, plans: Sequence[Sequence[Step]], timeout_s: float
+) -> tuple[list[ClientLog], bool]:
+    store, api_key = system.store, system.api_key(key)
+    logs = [ClientLog() for _ in plans]
+    deadline = time.monotonic() + timeout_s
+
+    async def client(number: int) -> None:
+        log = logs[number]
+        for kind, index, message in plans[number]:
+            if time.monotonic() > deadline:
+                return
+            removed: str | None = None
+            try:
+                if kind == "append" and message is not None:
+                    await store.add_message(api_key, message.ours())
+                elif kind == "insert" and message is not None:
+                    await store.add_message(api_key, message.ours(), idx=index)
+                else:
+                    found = await store.delete_message(api_key, index)
+                    removed = None if found is None else str(ident_of(found))
+            except Exception as error:
+                log.record_error(error)
+                continue
+            _apply(log, kind, message, removed)
+
+    async def everyone() -> None:
+        await asyncio.gather(*(client(number) for number in range(len(plans))))
+
+    timed_out = False
+    try:
+        system.loop.run_until_complete(asyncio.wait_for(everyone(), timeout_s + 30.0))
+    except asyncio.TimeoutError:
+        timed_out = True
+    return logs, timed_out or time.monotonic() > deadline
+
+
+def analyse(
+    result: ConcurrencyResult,
+    initial: Sequence[str],
+    logs: Sequence[ClientLog],
+    final: Sequence[str],
+) -> ConcurrencyResult:
+    written = set(initial)
+    for log in logs:
+        written.update(log.appended)
+        written.update(log.inserted)
+    deleted = collections.Counter(ident for log in logs for ident in log.deleted)
+    counts = collections.Counter(final)
+    expected = {ident for ident in written if not deleted[ident]}
+
+    result.expected_length = len(expected)
+    result.final_length = len(final)
+    for ident in written:
+        seen = counts.get(ident, 0)
+        if ident in expected:
+            result.lost += int(seen == 0)
+            result.duplicated += max(0, seen - 1)
+        elif seen:
+            result.resurrected += 1
+            result.duplicated += seen - 1
+    result.unknown = sum(seen for ident, seen in counts.items() if ident not in written)
+
+    sequences: list[Sequence[str]] = [initial, *(log.appended for log in logs)]
+    for sequence in sequences:
+        rank = {ident: position for position, ident in enumerate(sequence)}
+        previous = -1
+        seen_once: set[str] = set()
+        for ident in final:
+            if ident in rank and ident not in seen_once:
+                seen_once.add(ident)
+                if rank[ident] < previous:
+                    result.out_of_order += 1
+                previous = rank[ident]
+
+    result.completed_ops = sum(log.completed for log in logs)
+    result.op_errors = sum(log.errors for log in logs)
+    result.first_error = next((log.first_error for log in logs if log.first_error), None)
+    return result
+
+
+def initial_conversation(config: BenchConfig) -> list[BenchMessage]:
+    width = max(5, len(str(config.concurrency_size)))
+    return [
+        make_message(f"k{i:0{width}d}", config.message_bytes, "user" if i % 2 == 0 else "assistant")
+        for i in range(config.concurrency_size)
+    ]

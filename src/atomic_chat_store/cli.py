@@ -1,0 +1,318 @@
+"""The ``atomic-chat-store`` command. ``atomic-chat-store bench`` measures this store against
+LlamaIndex's RedisChatStore (the seed) and raw redis-py commands (the floor); see ``--help``."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from importlib import metadata
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import redis
+
+from .errors import ChatStoreError
+
+PROG = "atomic-chat-store"
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(
+            int(part.strip().replace("_", "")) for part in text.split(",") if part.strip()
+        )
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a comma-separated list of integers: {text!r}"
+        ) from None
+    if not sizes or any(size < 1 for size in sizes):
+        raise argparse.ArgumentTypeError("sizes must be positive integers")
+    return sizes
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text}")
+    return value
+
+
+def _version() -> str:
+    try:
+        return metadata.version("atomic-chat-store")
+    except metadata.PackageNotFoundError:  # pragma: no cover - running from a bare checkout
+        return "unknown"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Chat histories in Redis: every edit one atomic Lua script, one round trip.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    bench = commands.add_parser(
+        "bench",
+        help="measure this store against LlamaIndex's RedisChatStore and raw redis-py",
+        description=(
+            "Measure this store (sync and async) against LlamaIndex's RedisChatStore (the seed) "
+            "and the cheapest raw redis-py commands (the floor), side by side, against one Redis "
+            "server: latency, round trips and correctness of each operation at each "
+            "conversation length, then K concurrent clients on one conversation. Without --url "
+            "a private redis-server is started on a free 127.0.0.1 port and removed at the end."
+        ),
+        epilog=(
+            "With --url, only keys under acs-bench:<uuid>: are written, and they are removed at "
+            "the end (on error and Ctrl-C too); nothing is flushed. Defaults: sizes "
+            "10,100,1000,10000, 200-byte messages, 200 runs per cell or 5 s, 8 clients. --quick: "
+            "sizes 10,100,1000, 15 runs or 0.3 s per cell, 4 clients; any option given "
+            "explicitly wins over the preset."
+        ),
+    )
+    bench.add_argument("--url", help="use this Redis server instead of starting a private one")
+    bench.add_argument(
+        "--sizes",
+        type=_sizes,
+        metavar="N,N,...",
+        help="conversation lengths (default 10,100,1000,10000)",
+    )
+    bench.add_argument(
+        "--message-bytes",
+        type=_positive_int,
+        metavar="BYTES",
+        help="stored size of each message (default 200)",
+    )
+    bench.add_argument(
+        "--repeat",
+        type=_positive_int,
+        metavar="RUNS",
+        help="timed runs per cell, at most (default 200)",
+    )
+    bench.add_argument(
+        "--min-repeat", type=_positive_int, metavar="RUNS",
+        help="timed runs per cell, at least, whatever the budget (default 3)",
+    )  # fmt: skip
+    bench.add_argument(
+        "--budget", type=_positive_float, metavar="SECONDS",
+        help="time per cell (one system, operation and N) after which runs stop (default 5)",
+    )  # fmt: skip
+    bench.add_argument(
+        "--clients",
+        type=_positive_int,
+        metavar="K",
+        help="concurrent clients (threads) (default 8)",
+    )
+    bench.add_argument(
+        "--client-ops", type=_positive_int, metavar="OPS",
+        help="operations per concurrent client (default 60)",
+    )  # fmt: skip
+    bench.add_argument(
+        "--concurrency-size", type=_positive_int, metavar="N",
+        help="messages in the conversation the concurrent clients start from (default 100)",
+    )  # fmt: skip
+    bench.add_argument(
+        "--concurrency-timeout", type=_positive_float, metavar="SECONDS",
+        help="time limit of the concurrency section, per system (default 60)",
+    )  # fmt: skip
+    bench.add_argument("--quick", action="store_true", help="small sizes, few runs: for CI")
+    bench.add_argument(
+        "--out", type=Path, metavar="DIR", help="write results.json, report.md and PNG plots here"
+    )
+    bench.add_argument("--no-progress", action="store_true", help="no progress bar")
+    bench.add_argument(
+        "--random-seed", type=int, metavar="SEED", help="seed of the concurrency section"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The command line; returns the exit status."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(args_list)
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else 2
+    if args.command == "bench":
+        return _bench(args, f"{PROG} {shlex.join(args_list)}")
+    parser.error(f"unknown command {args.command!r}")  # pragma: no cover - argparse refuses first
+    return 2  # pragma: no cover
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM ends a run like Ctrl-C does: through the clean-up (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _bench(args: argparse.Namespace, command: str) -> int:
+    from rich.console import Console
+
+    from .bench import BenchConfig, run_bench
+    from .bench.report import write_outputs
+    from .server import ServerNotFoundError, ServerStartError
+
+    out, err = Console(), Console(stderr=True)
+    if not out.is_terminal:  # a pipe or a file: wide enough for the tables not to wrap
+        out = Console(width=max(out.width, 160))
+    base = BenchConfig.quick_preset() if args.quick else BenchConfig()
+    try:
+        config = base.with_changes(
+            sizes=args.sizes,
+            message_bytes=args.message_bytes,
+            repeat=args.repeat,
+            min_repeat=args.min_repeat,
+            budget_s=args.budget,
+            clients=args.clients,
+            client_ops=args.client_ops,
+            concurrency_size=args.concurrency_size,
+            concurrency_timeout_s=args.concurrency_timeout,
+            random_seed=args.random_seed,
+        ).validate()
+    except ValueError as error:
+        err.print(f"[red]{PROG} bench: {error}[/]")
+        return 2
+
+    started = time.monotonic()
+    try:
+        with _sigterm_as_interrupt(), _progress(err, enabled=not args.no_progress) as progress:
+            report = run_bench(config, url=args.url, progress=progress)
+    except KeyboardInterrupt:
+        err.print(
+            f"[yellow]{PROG} bench: interrupted; its keys were removed and its server stopped[/]"
+        )
+        return 130
+    except (ServerNotFoundError, ServerStartError) as error:
+        err.print(f"[red]{PROG} bench: could not start a Redis server: {error}[/]")
+        return 1
+    except (redis.RedisError, ChatStoreError, OSError) as error:
+        err.print(f"[red]{PROG} bench: {type(error).__name__}: {error}[/]")
+        return 1
+    report.command = command
+
+    print_report(out, report)
+    if args.out is not None:
+        written = write_outputs(report, args.out)
+        out.print(f"\nWrote {', '.join(path.name for path in written)} to {args.out}")
+    out.print(f"Wall time {time.monotonic() - started:.1f} s")
+    return 0
+
+
+@contextmanager
+def _progress(console: Any, enabled: bool) -> Iterator[Any]:
+    """A rich progress bar fed by the runner's callback (or nothing)."""
+    if not enabled:
+        yield None
+        return
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        SpinnerColumn,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}", style="bold"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task("starting", total=None)
+
+        def update(done: float, total: float, description: str) -> None:
+            progress.update(task, completed=done, total=total, description=description)
+
+        yield update
+
+
+def print_report(console: Any, report: Any) -> None:
+    """The run's tables on the terminal."""
+    from rich.table import Table
+
+    from .bench.report import (
+        CONCURRENCY_COLUMNS,
+        HEADLINE_COLUMNS,
+        TARGET_COLUMNS,
+        concurrency_rows,
+        headline_rows,
+        notes,
+        target_rows,
+    )
+
+    machine = report.machine
+    console.print(
+        f"\n[bold]atomic-chat-store bench[/] — {machine.get('cpu')}, {machine.get('cores')} cores, "
+        f"Python {machine.get('python')}, redis-py {machine.get('redis_py')}, "
+        f"Redis {report.server.get('version')} ({report.server.get('mode')} server)"
+    )
+
+    headline = Table(title="Median latency per operation", title_justify="left")
+    for index, column in enumerate(HEADLINE_COLUMNS):
+        headline.add_column(column, justify="left" if index == 0 else "right")
+    previous = None
+    for row in headline_rows(report):
+        if previous is not None and row[0] != previous:
+            headline.add_section()
+        previous = row[0]
+        style = "red" if "NO" in row[-1].split("/") else None
+        headline.add_row(*row, style=style)
+    console.print(headline)
+
+    targets = Table(title="Targets (this run's numbers, sync store)", title_justify="left")
+    for column in TARGET_COLUMNS:
+        targets.add_column(column)
+    for description, value, status in target_rows(report):
+        color = {"MET": "green", "MISSED": "red"}.get(status, "yellow")
+        targets.add_row(description, value, f"[{color}]{status}[/]")
+    console.print(targets)
+
+    concurrent = Table(
+        title=f"Concurrency: {report.config.clients} clients on one conversation",
+        title_justify="left",
+    )
+    for index, column in enumerate(CONCURRENCY_COLUMNS):
+        concurrent.add_column(column, justify="left" if index in (0, 9) else "right")
+    for row in concurrency_rows(report):
+        concurrent.add_row(*row)
+    console.print(concurrent)
+
+    for line in notes(report):
+        console.print(f"[dim]• {line}[/]")
+    for warning in report.warnings:
+        console.print(f"[yellow]warning: {warning}[/]")

@@ -1,0 +1,352 @@
+"""``atomic-chat-store bench``: the whole command, in process and as a subprocess, on a private
+server and against the tests' server through --url."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from atomic_chat_store.bench import OPERATIONS, SYSTEMS, BenchConfig, run_bench
+from atomic_chat_store.bench import runner as bench_runner
+from atomic_chat_store.bench.counting import Counter
+from atomic_chat_store.bench.data import make_conversation, make_message
+from atomic_chat_store.bench.systems import OpArgs
+from atomic_chat_store.cli import main
+from atomic_chat_store.server import RedisServer
+
+QUICK_SIZES = (10, 100, 1000)
+TINY = ["--sizes", "10", "--repeat", "3", "--clients", "2", "--client-ops", "6", "--no-progress"]
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def results(directory: Path) -> dict[str, Any]:
+    return json.loads((directory / "results.json").read_text(encoding="utf-8"))
+
+
+def cells(data: dict[str, Any], **match: Any) -> list[dict[str, Any]]:
+    return [r for r in data["results"] if all(r[k] == v for k, v in match.items())]
+
+
+def bench_keys(client: redis.Redis, prefix: str = "acs-bench:") -> list[bytes]:
+    return list(client.scan_iter(match=prefix + "*", count=1000))
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    out = tmp_path_factory.mktemp("bench-quick")
+    assert main(["bench", "--quick", "--no-progress", "--out", str(out)]) == 0
+    return out, results(out)
+
+
+def test_quick_run_has_every_system_operation_and_size(quick_run):
+    _, data = quick_run
+    assert data["config"]["quick"] is True
+    assert data["config"]["sizes"] == list(QUICK_SIZES)
+    assert data["server"]["mode"] == "private"
+    for system in SYSTEMS:
+        for op in OPERATIONS:
+            for size in QUICK_SIZES:
+                found = cells(data, system=system, op=op, size=size)
+                assert len(found) == 1, (system, op, size)
+                cell = found[0]
+                assert cell["status"] == "ok", cell
+                assert cell["samples"] >= data["config"]["min_repeat"]
+                assert 0 < cell["median_s"] <= cell["p99_s"]
+                assert cell["ops_per_s"] > 0
+
+
+def test_this_store_is_one_round_trip_and_right_everywhere(quick_run):
+    _, data = quick_run
+    for system in ("sync", "async"):
+        for cell in cells(data, system=system):
+            assert cell["round_trips"] == 1, cell
+            assert cell["commands"] == 1, cell
+            assert cell["correct"] is True, cell
+    round_trip_target = next(t for t in data["targets"] if t["name"] == "one_round_trip")
+    assert round_trip_target["status"] == "met"
+
+
+def test_seed_delete_at_the_middle_is_marked_wrong(quick_run):
+    _, data = quick_run
+    for cell in cells(data, system="seed", op="delete_middle"):
+        assert cell["correct"] is False, cell
+        assert "reversed" in cell["detail"]
+    # Its other operations are right when alone, just slow: many round trips.
+    for op in ("append", "insert_middle", "delete_last", "set_all", "get_all"):
+        for cell in cells(data, system="seed", op=op):
+            assert cell["correct"] is True, cell
+    for cell in cells(data, system="seed", op="insert_middle"):
+        assert cell["round_trips"] > cell["size"]
+    for cell in cells(data, system="seed", op="set_all"):
+        assert cell["round_trips"] > cell["size"]
+
+
+def test_floor_is_one_round_trip(quick_run):
+    _, data = quick_run
+    for cell in cells(data, system="floor"):
+        assert cell["round_trips"] == 1, cell
+        assert cell["correct"] is True, cell
+        assert cell["commands"] == (2 if cell["op"] == "set_all" else 1)
+
+
+def test_concurrency_section(quick_run):
+    _, data = quick_run
+    by_system = {r["system"]: r for r in data["concurrency"]}
+    assert set(by_system) == set(SYSTEMS)
+    for system in ("sync", "async"):
+        result = by_system[system]
+        assert result["status"] == "ok"
+        assert result["completed_ops"] == result["planned_ops"] > 0
+        assert result["anomalies"] == 0, result
+        assert result["final_length"] == result["expected_length"]
+    assert by_system["seed"]["status"] == "ok"
+
+
+def test_targets_ratios_and_files(quick_run):
+    out, data = quick_run
+    names = {t["name"] for t in data["targets"]}
+    assert names == {
+        "one_round_trip",
+        "append_vs_rpush",
+        "insert_middle_1000",
+        "delete_middle_1000",
+        "set_all_1000",
+        "get_all_1000",
+    }
+    assert all(t["status"] in ("met", "missed") for t in data["targets"])
+    assert {r["op"] for r in data["ratios"]} == set(OPERATIONS)
+    machine = data["machine"]
+    for field in ("cpu", "cores", "python", "redis_py", "redis_server"):
+        assert machine[field], field
+    report = (out / "report.md").read_text(encoding="utf-8")
+    for heading in ("## Machine", "## Latency", "## Targets", "## Concurrency", "## The floor"):
+        assert heading in report
+    assert data["plots"]
+    for name in data["plots"]:
+        png = (out / name).read_bytes()
+        assert png.startswith(PNG_SIGNATURE) and len(png) > 1000, name
+        assert f"]({name})" in report
+
+
+def test_python_dash_m_bench_quick(tmp_path):
+    completed = subprocess.run(
+        [sys.executable, "-m", "atomic_chat_store", "bench", "--quick", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "Targets" in completed.stdout
+    assert "Concurrency" in completed.stdout
+    data = results(tmp_path)
+    assert len(data["results"]) == len(SYSTEMS) * len(OPERATIONS) * len(QUICK_SIZES)
+    assert data["command"].startswith("atomic-chat-store bench --quick")
+
+
+def test_url_mode_touches_only_its_own_keys(redis_url, redis_client, tmp_path):
+    redis_client.set("unrelated:key", "keep me")
+    redis_client.rpush("acs-bench:someone-else:chat", "not ours")
+    before = redis_client.dbsize()
+
+    assert main(["bench", "--url", redis_url, "--out", str(tmp_path), *TINY]) == 0
+
+    data = results(tmp_path)
+    assert data["server"]["mode"] == "url"
+    prefix = data["key_prefix"]
+    assert prefix.startswith("acs-bench:") and prefix.endswith(":")
+    assert bench_keys(redis_client, prefix) == []
+    assert redis_client.get("unrelated:key") == b"keep me"
+    assert redis_client.lrange("acs-bench:someone-else:chat", 0, -1) == [b"not ours"]
+    assert redis_client.dbsize() == before
+    assert all(c["status"] == "ok" for c in data["results"])
+
+
+def test_keys_are_removed_when_interrupted(redis_url, redis_client):
+    redis_client.set("unrelated:key", "keep me")
+    calls = []
+
+    def interrupt(done: float, total: float, description: str) -> None:
+        calls.append(description)
+        if len(calls) == 8:
+            assert bench_keys(redis_client), "the run should have written keys by now"
+            raise KeyboardInterrupt
+
+    config = BenchConfig(sizes=(10, 100), repeat=5, clients=2, client_ops=4)
+    with pytest.raises(KeyboardInterrupt):
+        run_bench(config, url=redis_url, progress=interrupt)
+    assert len(calls) == 8
+    assert bench_keys(redis_client) == []
+    assert redis_client.get("unrelated:key") == b"keep me"
+
+
+def test_keys_are_removed_on_sigint(redis_url, redis_client):
+    redis_client.set("unrelated:key", "keep me")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "atomic_chat_store", "bench", "--url", redis_url,
+         "--sizes", "10,100,1000", "--repeat", "200", "--no-progress"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not bench_keys(redis_client) and time.monotonic() < deadline:
+            assert process.poll() is None, process.communicate()
+            time.sleep(0.05)
+        assert bench_keys(redis_client), "the run never wrote a key"
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 130, stderr[-3000:]
+    assert "interrupted" in stderr
+    assert bench_keys(redis_client) == []
+    assert redis_client.get("unrelated:key") == b"keep me"
+
+
+class RecordingServer(RedisServer):
+    started: list[RecordingServer] = []  # noqa: RUF012
+
+    def start(self) -> RecordingServer:
+        super().start()
+        self.started_directory = self.directory
+        RecordingServer.started.append(self)
+        return self
+
+
+@pytest.mark.parametrize("interrupted", [False, True])
+def test_private_server_is_removed(monkeypatch, interrupted):
+    RecordingServer.started.clear()
+    monkeypatch.setattr(bench_runner, "RedisServer", RecordingServer)
+
+    def progress(done: float, total: float, description: str) -> None:
+        if interrupted and description.startswith("insert_middle"):
+            raise KeyboardInterrupt
+
+    config = BenchConfig(sizes=(10,), repeat=3, clients=2, client_ops=4)
+    if interrupted:
+        with pytest.raises(KeyboardInterrupt):
+            run_bench(config, progress=progress)
+    else:
+        report = run_bench(config, progress=progress)
+        assert report.server["mode"] == "private"
+    [server] = RecordingServer.started
+    assert server._process is None
+    assert server.started_directory and not os.path.exists(server.started_directory)
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", server.port), timeout=1).close()
+
+
+def test_seed_not_installed(monkeypatch, redis_url, tmp_path):
+    monkeypatch.setattr(bench_runner, "load_seed", lambda: None)
+    assert main(["bench", "--url", redis_url, "--out", str(tmp_path), *TINY]) == 0
+    data = results(tmp_path)
+    assert data["systems"]["seed"]["installed"] is False
+    seed_cells = cells(data, system="seed")
+    assert len(seed_cells) == len(OPERATIONS)
+    assert all(c["status"] == "not installed" for c in seed_cells)
+    assert (
+        next(r for r in data["concurrency"] if r["system"] == "seed")["status"] == "not installed"
+    )
+    assert all(c["status"] == "ok" for c in data["results"] if c["system"] != "seed")
+    assert "not installed" in (tmp_path / "report.md").read_text(encoding="utf-8")
+
+
+def test_round_trip_counter_agrees_with_monitor(redis_url, redis_client, monitored):
+    """The bench counts round trips on instrumented clients; MONITOR must see the same."""
+    import asyncio
+
+    from atomic_chat_store.bench.counting import counting_async_client, counting_client
+    from atomic_chat_store.bench.systems import AsyncStore, Floor, Seed, SyncStore, load_seed
+    from atomic_chat_store.scripts import script_sources
+
+    prefix = f"acs-bench:{uuid.uuid4().hex}:"
+    counter = Counter()
+    loop = asyncio.new_event_loop()
+    seed = load_seed()
+    assert seed is not None
+    clients = [counting_client(redis_url, counter) for _ in range(3)]
+    async_clients = [counting_async_client(redis_url, counter) for _ in range(2)]
+    systems = [
+        SyncStore(prefix, clients[0]),
+        AsyncStore(prefix, async_clients[0], loop),
+        Seed(prefix, seed, clients[1], async_clients[1]),
+        Floor(prefix, clients[2]),
+    ]
+    conversation = make_conversation("c", 10, 100)
+    replacement = make_conversation("r", 10, 100)
+    new = make_message("new", 100)
+    try:
+        for client in clients:
+            client.ping()  # connected before MONITOR starts: no handshake inside it
+        for async_client in async_clients:
+            loop.run_until_complete(async_client.ping())
+        for source in script_sources().values():  # no NOSCRIPT retry inside it either
+            redis_client.script_load(source)
+        for system in systems:
+            for op in OPERATIONS:
+                key = f"{op}:{system.name}"
+                pipe = redis_client.pipeline(transaction=False)
+                pipe.delete(prefix + key)
+                pipe.rpush(prefix + key, *(m.payload for m in conversation))
+                pipe.execute()
+                args = OpArgs(op, 10, 5, new, conversation[5], replacement)
+                call = system.call(args, key)
+                counter.reset()
+                with monitored() as seen:
+                    system.run(call)
+                sent = [c for c in seen if c.client != "lua"]
+                assert counter.commands == len(sent), (system.name, op, [c.name for c in sent])
+                if system.name in ("sync", "async"):
+                    assert counter.round_trips == 1
+                    assert [c.name for c in sent] == ["LRANGE" if op == "get_all" else "EVALSHA"]
+    finally:
+        for client in clients:
+            client.close()
+        for async_client in async_clients:
+            loop.run_until_complete(async_client.aclose())
+        loop.close()
+        bench_runner.remove_prefix(redis_client, prefix)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["bench", "--sizes", "ten"],
+        ["bench", "--sizes", "0,10"],
+        ["bench", "--repeat", "0"],
+        ["bench", "--budget", "-1"],
+        [],
+        ["frobnicate"],
+    ],
+)
+def test_bad_arguments(argv, capsys):
+    assert main(argv) == 2
+
+
+def test_unreachable_url_fails_cleanly(capsys):
+    # Port 1 on the loopback: nothing listens there.
+    assert main(["bench", "--url", "redis://127.0.0.1:1/0", *TINY]) == 1
+    assert "ConnectionError" in capsys.readouterr().err
+
+
+def test_help_and_version(capsys):
+    assert main(["--version"]) == 0
+    assert "atomic-chat-store" in capsys.readouterr().out
+    assert main(["bench", "--help"]) == 0
+    assert "--url" in capsys.readouterr().out
