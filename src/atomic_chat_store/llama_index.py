@@ -104,14 +104,7 @@ def _read_conversation(
         ours: list[ChatMessage] | None = operation.decode(reply)  # raises CorruptMessageError
         return None if ours is None else _to_llama_list(operation.chat_key, ours, removed=removed)
 
-    return ops.Operation(
-        operation.chat_key,
-        operation.keys,
-        operation.args,
-        decode,
-        operation.script,
-        operation.command,
-    )
+    return operation.with_decoder(decode)
 
 
 def _read_one(
@@ -129,14 +122,7 @@ def _read_one(
         ours = operation.decode(reply)  # raises CorruptMessageError
         return None if ours is None else _to_llama(operation.chat_key, index, ours, removed=True)
 
-    return ops.Operation(
-        operation.chat_key,
-        operation.keys,
-        operation.args,
-        decode,
-        operation.script,
-        operation.command,
-    )
+    return operation.with_decoder(decode)
 
 
 class RedisChatStore(BaseChatStore):

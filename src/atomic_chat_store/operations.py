@@ -33,6 +33,7 @@ from .messages import (
 )
 
 R = TypeVar("R")
+T = TypeVar("T")
 Arg = bytes | str | int
 TTL = int | float | timedelta
 
@@ -99,6 +100,10 @@ class Operation(Generic[R]):
     decode: Callable[[Any], R] = field(repr=False)
     script: str | None = None  # the name of lua/<script>.lua
     command: str | None = None  # or a plain command, sent as: command *keys *args
+
+    def with_decoder(self, decode: Callable[[Any], T]) -> Operation[T]:
+        """The same round trip, its reply decoded another way (the LlamaIndex drop-in's)."""
+        return Operation(self.chat_key, self.keys, self.args, decode, self.script, self.command)
 
     @property
     def command_line(self) -> tuple[Arg, ...]:
