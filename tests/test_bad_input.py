@@ -166,3 +166,27 @@ def test_client_and_url_together_are_refused(redis_url):
         RedisChatStore(redis.Redis.from_url(redis_url), url=redis_url)
     with pytest.raises(ValueError, match="scheme"):
         RedisChatStore.from_url("http://127.0.0.1:1")
+
+
+def test_a_pydantic_model_of_another_shape_is_refused(make_store, redis_client):
+    from pydantic import BaseModel
+
+    class NotAMessage(BaseModel):
+        role: int = 5
+
+    class LooksLikeOne(BaseModel):
+        role: str = "tool"
+        blocks: list[dict] = [{"block_type": "text", "text": "from a model"}]
+        trace_id: str = "abc"
+
+    store = make_store()
+    with pytest.raises(InvalidMessageError):
+        store.add_message("chat", NotAMessage())
+    assert redis_client.exists("chat") == 0
+    store.add_message("chat", LooksLikeOne())
+    (back,) = store.get_messages("chat")
+    assert (back.role, back.content, back.model_extra) == (
+        "tool",
+        "from a model",
+        {"trace_id": "abc"},
+    )
