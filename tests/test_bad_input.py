@@ -190,3 +190,20 @@ def test_a_pydantic_model_of_another_shape_is_refused(make_store, redis_client):
         "from a model",
         {"trace_id": "abc"},
     )
+
+
+def test_fragments_that_would_join_into_messages_are_corrupt(make_store, redis_client):
+    # Joined with commas, these three elements read as three valid messages.
+    fragments = ['{"role":"a","additional_kwargs":{"k":[1', "2]}}", '{"role":"b"},{"role":"c"}']
+    redis_client.rpush("chat", *fragments)
+    with pytest.raises(CorruptMessageError) as raised:
+        make_store().get_messages("chat")
+    assert raised.value.index == 0
+    assert redis_client.lrange("chat", 0, -1) == [f.encode() for f in fragments]
+
+
+def test_an_empty_element_is_corrupt(make_store, redis_client):
+    redis_client.rpush("chat", GOOD.model_dump_json(), "")
+    with pytest.raises(CorruptMessageError) as raised:
+        make_store().get_messages("chat")
+    assert (raised.value.index, raised.value.raw) == (1, b"")

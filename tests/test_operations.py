@@ -184,3 +184,18 @@ def test_the_older_content_form_reads_back(make_store, redis_client):
     (message,) = store.get_messages("chat")
     assert message.content == "old"
     assert message.blocks == [{"block_type": "text", "text": "old"}]
+
+
+def test_content_beside_blocks_is_kept(make_store, redis_client):
+    store = make_store()
+    stored = {
+        "role": "user",
+        "additional_kwargs": {},
+        "blocks": [{"block_type": "text", "text": "from blocks"}],
+        "content": "from content",
+    }
+    redis_client.rpush("chat", json.dumps(stored))
+    (message,) = store.get_messages("chat")
+    assert message.content == "from blocks"
+    store.set_messages("chat", [message])
+    assert json.loads(redis_client.lindex("chat", 0)) == stored

