@@ -17,7 +17,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from atomic_chat_store.server import RedisServer, ServerNotFoundError, ServerStartError, free_port
+from atomic_chat_store.server import (
+    RedisServer,
+    ServerNotFoundError,
+    ServerStartError,
+    free_port,
+    server_arguments,
+)
 
 # Ryuk (testcontainers' reaper) runs from an image that cannot be pulled here; the fixtures stop
 # their containers themselves.
@@ -37,10 +43,6 @@ class RunningServer:
     url: str
     backend: str
     stop: Callable[[], None]
-
-
-def redis_arguments(port: int) -> list[str]:
-    return ["--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"]
 
 
 def docker_engine_answers() -> bool:
@@ -70,7 +72,7 @@ def start_container() -> RunningServer:
     container = (
         DockerContainer(image)
         .with_kwargs(network="host")
-        .with_command(shlex.join(["redis-server", *redis_arguments(port)]))
+        .with_command(shlex.join(["redis-server", *server_arguments("127.0.0.1", port)]))
     )
     try:
         _start_and_wait(container, timeout=30)

@@ -59,6 +59,11 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
+def server_arguments(host: str, port: int) -> list[str]:
+    """redis-server's options for a private, throw-away server: one address, nothing persisted."""
+    return ["--bind", host, "--port", str(port), "--save", "", "--appendonly", "no"]
+
+
 class RedisServer:
     """One private redis-server on 127.0.0.1. ``extra_args`` go on its command line."""
 
@@ -92,16 +97,19 @@ class RedisServer:
         atexit.register(self.stop)
         chosen_port = self.port
         attempts = 1 if chosen_port is not None else 5
-        for attempt in range(attempts):
-            self.port = chosen_port if chosen_port is not None else free_port(self.host)
-            try:
-                self._launch()
-                return self
-            except ServerStartError:
-                self._terminate()
-                if attempt == attempts - 1:
-                    self.stop()
-                    raise
+        try:
+            for attempt in range(attempts):
+                self.port = chosen_port if chosen_port is not None else free_port(self.host)
+                try:
+                    self._launch()
+                    return self
+                except ServerStartError:
+                    self._terminate()
+                    if attempt == attempts - 1:
+                        raise
+        except BaseException:  # Ctrl-C included: nothing is left behind
+            self.stop()
+            raise
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _launch(self) -> None:
@@ -109,31 +117,32 @@ class RedisServer:
         log = os.path.join(self.directory, "redis.log")
         command = [
             self.binary,
-            "--bind", self.host,
-            "--port", str(self.port),
+            *server_arguments(self.host, self.port),
             "--dir", self.directory,
-            "--save", "",
-            "--appendonly", "no",
             "--daemonize", "no",
             "--logfile", log,
             *self.extra_args,
         ]  # fmt: skip
-        self._process = subprocess.Popen(
+        process = self._process = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
         )
         deadline = time.monotonic() + self.startup_timeout
         probe = redis.Redis(host=self.host, port=self.port, socket_timeout=1.0)
         try:
             while time.monotonic() < deadline:
-                if self._process.poll() is not None:
+                if process.poll() is not None:
                     raise ServerStartError(
-                        f"redis-server exited with code {self._process.returncode}: {_tail(log)}"
+                        f"redis-server exited with code {process.returncode}: {_tail(log)}"
                     )
                 try:
-                    if probe.ping():
-                        return
-                except redis.ConnectionError:
+                    answering_pid = int(probe.info("server")["process_id"])
+                except redis.RedisError:  # not listening yet, or still loading
                     time.sleep(0.02)
+                    continue
+                if answering_pid != process.pid:
+                    # Another server took the free port first: never hand out its URL.
+                    raise ServerStartError(f"port {self.port} is served by another process")
+                return
             raise ServerStartError(f"redis-server did not answer within {self.startup_timeout}s")
         finally:
             probe.close()
