@@ -10,7 +10,13 @@ import asyncio
 import pytest
 import redis
 
-from atomic_chat_store import AsyncRedisChatStore, ChatMessage, RedisChatStore
+from atomic_chat_store import (
+    AsyncRedisChatStore,
+    BatchError,
+    ChatMessage,
+    RedisChatStore,
+    WrongTypeError,
+)
 from atomic_chat_store import operations as ops
 from conftest import round_trips
 
@@ -92,3 +98,42 @@ def test_execute_many_is_one_pipeline(redis_url, redis_client, monitored):
         store.execute_many(batch)
     names = [c.name for c in round_trips(seen)]
     assert names == ["SCRIPT", "MULTI", "EVALSHA", "EVALSHA", "LRANGE", "EXEC"]
+
+
+def test_a_failed_operation_of_a_batch_leaves_the_others_done(redis_url, redis_client):
+    store = RedisChatStore.from_url(redis_url)
+    config = store.config
+    redis_client.set("taken", "precious")
+    batch = [
+        ops.add_message(config, "chat", NEW),
+        ops.add_message(config, "taken", NEW),
+        ops.get_messages(config, "chat"),
+    ]
+    with pytest.raises(BatchError) as raised:
+        store.execute_many(batch)
+    length, failure, messages = raised.value.results
+    assert length == 1 and [m.content for m in messages] == ["new"]
+    assert isinstance(failure, WrongTypeError) and raised.value.errors == {1: failure}
+    assert redis_client.llen("chat") == 1 and redis_client.get("taken") == b"precious"
+    store.close()
+
+
+def test_execute_many_async(redis_url, redis_client):
+    async def run():
+        async with AsyncRedisChatStore.from_url(redis_url) as store:
+            config = store.config
+            await store.client.script_flush()
+            results = await store.execute_many(
+                [ops.set_messages(config, "chat", [NEW, NEW]), ops.count(config, "chat")]
+            )
+            redis_client.set("taken", "x")
+            with pytest.raises(BatchError) as raised:
+                await store.execute_many(
+                    [ops.delete_last_message(config, "chat"), ops.count(config, "taken")]
+                )
+            return results, raised.value.results
+
+    results, partial = asyncio.run(run())
+    assert results == [2, 2]
+    assert partial[0].content == "new" and isinstance(partial[1], WrongTypeError)
+    assert redis_client.llen("chat") == 1

@@ -2,6 +2,7 @@
 
 from .aio import AsyncRedisChatStore
 from .errors import (
+    BatchError,
     ChatStoreError,
     CorruptMessageError,
     InvalidIndexError,
@@ -15,6 +16,7 @@ from .store import RedisChatStore
 
 __all__ = [
     "AsyncRedisChatStore",
+    "BatchError",
     "ChatMessage",
     "ChatStoreError",
     "CorruptMessageError",

@@ -43,6 +43,22 @@ class WrongTypeError(ChatStoreError):
         self.redis_type = redis_type
 
 
+class BatchError(ChatStoreError):
+    """One or more operations of ``execute_many`` failed. The others took effect: Redis runs
+    every command of a MULTI/EXEC, it does not roll back. ``results`` holds, in order, each
+    operation's result or its typed error; ``errors`` maps the failed positions to their errors.
+    """
+
+    def __init__(self, results: list[object]) -> None:
+        self.results = results
+        self.errors = {i: r for i, r in enumerate(results) if isinstance(r, BaseException)}
+        first = min(self.errors)
+        super().__init__(
+            f"{len(self.errors)} of {len(results)} operations failed, the others took effect; "
+            f"the first, #{first}: {self.errors[first]}"
+        )
+
+
 class CorruptMessageError(ChatStoreError):
     """A stored element that is not a valid message.
 

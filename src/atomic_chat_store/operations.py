@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Generic, TypeVar
 
+import redis
 from pydantic import ValidationError
 
 from .errors import (
+    BatchError,
     ChatStoreError,
     CorruptMessageError,
     InvalidIndexError,
@@ -123,11 +125,18 @@ class Operation(Generic[R]):
 
 
 def decode_replies(operations: Sequence[Operation[Any]], replies: Sequence[Any]) -> list[Any]:
-    """A pipeline's replies as results; the first failed operation raises its typed error."""
+    """A pipeline's replies as results, in order; any failure raises BatchError with them all."""
+    results: list[Any] = []
     for operation, reply in zip(operations, replies, strict=True):
-        if isinstance(reply, Exception):
-            raise operation.error(reply)
-    return [operation.decode(reply) for operation, reply in zip(operations, replies, strict=True)]
+        try:
+            if isinstance(reply, Exception):
+                raise operation.error(reply)
+            results.append(operation.decode(reply))
+        except (ChatStoreError, redis.RedisError) as error:
+            results.append(error)
+    if any(isinstance(result, BaseException) for result in results):
+        raise BatchError(results)
+    return results
 
 
 def as_bytes(raw: bytes | str) -> bytes:

@@ -71,8 +71,10 @@ class RedisChatStore:
     ) -> list[Any]:
         """Send several operations in one redis-py pipeline (MULTI/EXEC when ``transaction``).
 
-        Results come back in order. redis-py checks the scripts are loaded (SCRIPT EXISTS)
-        before it sends the pipeline: two round trips for the lot.
+        Results come back in order. Every operation runs, even after one fails: Redis does not
+        roll a MULTI/EXEC back. A failure raises ``BatchError``, whose ``results`` hold each
+        result or typed error. redis-py checks the scripts are loaded (SCRIPT EXISTS) before it
+        sends the pipeline: two round trips for the lot.
         """
         with self.client.pipeline(transaction=transaction) as pipe:
             for operation in operations:
