@@ -81,22 +81,24 @@ def monitor(url: str) -> Iterator[list[MonitoredCommand]]:
     watcher = redis.Redis.from_url(url)
     marker_client = redis.Redis.from_url(url)
     marker = f"monitor-end-{uuid.uuid4()}".encode()
-    marker_client.ping()  # connect now: its handshake must not show up inside the block
-    with watcher.monitor() as stream:
-        yield seen
-        marker_client.echo(marker)
-        while True:
-            line = stream.connection.read_response()
-            if isinstance(line, str):
-                line = line.encode()
-            if line == b"OK":
-                continue
-            command = parse_monitor_line(line)
-            if command.args[:2] == [b"ECHO", marker]:
-                break
-            seen.append(command)
-    marker_client.close()
-    watcher.close()
+    try:
+        marker_client.ping()  # connect now: its handshake must not show up inside the block
+        with watcher.monitor() as stream:
+            yield seen
+            marker_client.echo(marker)
+            while True:
+                line = stream.connection.read_response()
+                if isinstance(line, str):
+                    line = line.encode()
+                if line == b"OK":
+                    continue
+                command = parse_monitor_line(line)
+                if command.args[:2] == [b"ECHO", marker]:
+                    break
+                seen.append(command)
+    finally:
+        marker_client.close()
+        watcher.close()
 
 
 def round_trips(commands: list[MonitoredCommand]) -> list[MonitoredCommand]:

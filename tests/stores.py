@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Any
 
 from atomic_chat_store import AsyncRedisChatStore, RedisChatStore
@@ -13,8 +12,8 @@ class BlockingAsyncStore:
     """Calls an AsyncRedisChatStore's coroutines to completion on a private event loop."""
 
     def __init__(self, url: str, **kwargs: Any) -> None:
+        self.store = AsyncRedisChatStore.from_url(url, **kwargs)  # may refuse its arguments
         self.loop = asyncio.new_event_loop()
-        self.store = AsyncRedisChatStore.from_url(url, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self.store, name)
@@ -32,5 +31,3 @@ def make_store(kind: str, url: str, **kwargs: Any) -> Any:
         return RedisChatStore.from_url(url, **kwargs)
     return BlockingAsyncStore(url, **kwargs)
 
-
-StoreFactory = Callable[..., Any]

@@ -162,8 +162,8 @@ def test_errors_are_also_the_builtin_exceptions_callers_expect():
 def test_client_and_url_together_are_refused(redis_url):
     import redis
 
-    with pytest.raises(ValueError):
-        RedisChatStore(redis.Redis.from_url(redis_url), url=redis_url)
+    with redis.Redis.from_url(redis_url) as client, pytest.raises(ValueError):
+        RedisChatStore(client, url=redis_url)
     with pytest.raises(ValueError, match="scheme"):
         RedisChatStore.from_url("http://127.0.0.1:1")
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import random
 import threading
+import time
 from collections import Counter
 
 import redis
@@ -25,12 +26,13 @@ def sha1(text: str) -> str:
     return hashlib.sha1(text.encode()).hexdigest()
 
 
-def test_concurrent_edits_match_the_servers_order(redis_url, redis_client, monitored):
+def test_concurrent_edits_match_the_servers_order(request, redis_url, redis_client, monitored):
     # MONITOR logs an EVALSHA even when it fails with NOSCRIPT: load every script first, so
     # that each EVALSHA it shows is one that ran.
     for source in script_sources().values():
         redis_client.script_load(source)
     seed = RedisChatStore.from_url(redis_url)
+    request.addfinalizer(seed.close)
     initial = [f"init-{i}" for i in range(INITIAL)]
     seed.set_messages("shared", [ChatMessage(content=t) for t in initial])
     written: list[str] = list(initial)
@@ -64,6 +66,8 @@ def test_concurrent_edits_match_the_servers_order(redis_url, redis_client, monit
                     written.extend(mine)
         except BaseException as error:  # reported below, with the thread's number
             failures.append(error)
+        finally:
+            store.client.close()
 
     with monitored() as seen:
         threads = [threading.Thread(target=worker, args=(n,)) for n in range(THREADS)]
@@ -100,33 +104,36 @@ def test_concurrent_edits_match_the_servers_order(redis_url, redis_client, monit
     assert final == model
 
 
-def test_readers_never_see_a_half_written_replace(redis_url, redis_client):
-    writer = RedisChatStore.from_url(redis_url)
-    reader = RedisChatStore.from_url(redis_url)
+def test_readers_never_see_a_half_written_replace(make_store, redis_client):
+    writer, reader = make_store(), make_store()
     short = [ChatMessage(content=f"s{i}") for i in range(2_000)]
     long = [ChatMessage(content=f"l{i}") for i in range(5_000)]
     writer.set_messages("chat", short)
-    seen_lengths: set[int] = set()
-    done = threading.Event()
+    seen_lengths: list[int] = []
+    reading, done = threading.Event(), threading.Event()
 
     def read() -> None:
-        for _ in range(2_000):  # bounded, and stops early once the writer is done
-            seen_lengths.add(reader.count("chat"))
-            if done.is_set():
-                return
+        deadline = time.monotonic() + 60  # bounded even if the writer stalls
+        while not done.is_set() and time.monotonic() < deadline:
+            seen_lengths.append(reader.count("chat"))
+            reading.set()
 
     thread = threading.Thread(target=read)
     thread.start()
+    assert reading.wait(timeout=30)
+    reads_before = len(seen_lengths)
     for round_number in range(20):
         writer.set_messages("chat", long if round_number % 2 == 0 else short)
+    reads_during = len(seen_lengths) - reads_before
     done.set()
     thread.join(timeout=60)
-    assert seen_lengths <= {2_000, 5_000}
-    assert len(seen_lengths) >= 1
+    assert not thread.is_alive()
+    assert reads_during >= 10, "the reader did not run while the lists were replaced"
+    assert set(seen_lengths) <= {2_000, 5_000}
 
 
-def test_get_keys_scans_and_never_sends_keys(redis_url, redis_client, monitored):
-    store = RedisChatStore.from_url(redis_url, namespace="ns:")
+def test_get_keys_scans_and_never_sends_keys(make_store, redis_client, monitored):
+    store = make_store(namespace="ns:")
     for i in range(2_500):
         redis_client.rpush(f"ns:c{i}", "{}")
     store.count("warm")

@@ -151,11 +151,12 @@ def test_a_client_that_decodes_responses_works_too(redis_url, redis_client):
 
     from atomic_chat_store import RedisChatStore
 
-    store = RedisChatStore(redis.Redis.from_url(redis_url, decode_responses=True))
-    store.add_messages("chat", [msg("a"), msg("b")])
-    assert store.delete_message("chat", 0).content == "a"
-    assert texts(store.get_messages("chat")) == ["b"]
-    assert store.get_keys() == ["chat"]
+    with redis.Redis.from_url(redis_url, decode_responses=True) as client:
+        store = RedisChatStore(client)
+        store.add_messages("chat", [msg("a"), msg("b")])
+        assert store.delete_message("chat", 0).content == "a"
+        assert texts(store.get_messages("chat")) == ["b"]
+        assert store.get_keys() == ["chat"]
 
 
 def test_unknown_fields_and_block_types_survive_a_round_trip(make_store, redis_client):

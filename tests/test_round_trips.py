@@ -5,16 +5,12 @@ A script's own calls show up in MONITOR as client "lua"; only the other lines ar
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 import redis
 
 from atomic_chat_store import (
-    AsyncRedisChatStore,
     BatchError,
     ChatMessage,
-    RedisChatStore,
     WrongTypeError,
 )
 from atomic_chat_store import operations as ops
@@ -22,17 +18,19 @@ from conftest import round_trips
 
 NEW = ChatMessage(content="new")
 
+# Each builder takes the store's config and the conversation's length.
 OPERATIONS = {
-    "append": (lambda c: ops.add_message(c, "chat", NEW), "EVALSHA"),
-    "append_many": (lambda c: ops.append(c, "chat", [NEW] * 3), "EVALSHA"),
-    "insert_middle": (lambda c: ops.add_message(c, "chat", NEW, idx=-5), "EVALSHA"),
-    "delete_middle": (lambda c: ops.delete_message(c, "chat", 5), "EVALSHA"),
-    "delete_last": (lambda c: ops.delete_last_message(c, "chat"), "EVALSHA"),
-    "set_all": (lambda c: ops.set_messages(c, "chat", [NEW] * 10), "EVALSHA"),
-    "delete_all": (lambda c: ops.delete_messages(c, "chat"), "EVALSHA"),
-    "get_all": (lambda c: ops.get_messages(c, "chat"), "LRANGE"),
-    "count": (lambda c: ops.count(c, "chat"), "LLEN"),
-    "refresh_ttl": (lambda c: ops.refresh_ttl(c, "chat"), "PEXPIRE"),
+    "append": (lambda c, n: ops.add_message(c, "chat", NEW), "EVALSHA"),
+    "append_many": (lambda c, n: ops.append(c, "chat", [NEW] * 3), "EVALSHA"),
+    "insert_middle": (lambda c, n: ops.add_message(c, "chat", NEW, idx=n // 2), "EVALSHA"),
+    "insert_near_end": (lambda c, n: ops.add_message(c, "chat", NEW, idx=-2), "EVALSHA"),
+    "delete_middle": (lambda c, n: ops.delete_message(c, "chat", n // 2), "EVALSHA"),
+    "delete_last": (lambda c, n: ops.delete_last_message(c, "chat"), "EVALSHA"),
+    "set_all": (lambda c, n: ops.set_messages(c, "chat", [NEW] * 10), "EVALSHA"),
+    "delete_all": (lambda c, n: ops.delete_messages(c, "chat"), "EVALSHA"),
+    "get_all": (lambda c, n: ops.get_messages(c, "chat"), "LRANGE"),
+    "count": (lambda c, n: ops.count(c, "chat"), "LLEN"),
+    "refresh_ttl": (lambda c, n: ops.refresh_ttl(c, "chat"), "PEXPIRE"),
 }
 
 
@@ -45,32 +43,19 @@ def fill(client: redis.Redis, n: int) -> None:
 
 @pytest.mark.parametrize("n", [10, 10_000])
 @pytest.mark.parametrize("name", OPERATIONS)
-@pytest.mark.parametrize("kind", ["sync", "async"])
-def test_each_operation_is_one_command(redis_url, redis_client, monitored, name, n, kind):
+def test_each_operation_is_one_command(make_store, redis_client, monitored, name, n):
     build, command = OPERATIONS[name]
-    if kind == "sync":
-        store = RedisChatStore.from_url(redis_url, ttl=60)
-        run = store.execute
-    else:
-        loop = asyncio.new_event_loop()
-        store = AsyncRedisChatStore.from_url(redis_url, ttl=60)
-
-        def run(operation):
-            return loop.run_until_complete(store.execute(operation))
-
+    store = make_store(ttl=60)
     fill(redis_client, n)
-    run(build(store.config))  # connects and loads the script
+    store.execute(build(store.config, n))  # connects and loads the script
     fill(redis_client, n)
     with monitored() as seen:
-        run(build(store.config))
+        store.execute(build(store.config, n))
     assert [c.name for c in round_trips(seen)] == [command]
-    if kind == "async":
-        loop.run_until_complete(store.aclose())
-        loop.close()
 
 
-def test_after_script_flush_the_script_is_reloaded_once(redis_url, redis_client, monitored):
-    store = RedisChatStore.from_url(redis_url)
+def test_after_script_flush_the_script_is_reloaded_once(make_store, redis_client, monitored):
+    store = make_store()
     store.add_message("chat", NEW)
     redis_client.script_flush()
     with monitored() as seen:
@@ -81,8 +66,8 @@ def test_after_script_flush_the_script_is_reloaded_once(redis_url, redis_client,
     assert [c.name for c in round_trips(seen)] == ["EVALSHA"]
 
 
-def test_execute_many_is_one_pipeline(redis_url, redis_client, monitored):
-    store = RedisChatStore.from_url(redis_url)
+def test_execute_many_is_one_pipeline(make_store, redis_client, monitored):
+    store = make_store()
     config = store.config
     batch = [
         ops.set_messages(config, "chat", [NEW, NEW]),
@@ -100,8 +85,8 @@ def test_execute_many_is_one_pipeline(redis_url, redis_client, monitored):
     assert names == ["SCRIPT", "MULTI", "EVALSHA", "EVALSHA", "LRANGE", "EXEC"]
 
 
-def test_a_failed_operation_of_a_batch_leaves_the_others_done(redis_url, redis_client):
-    store = RedisChatStore.from_url(redis_url)
+def test_a_failed_operation_of_a_batch_leaves_the_others_done(make_store, redis_client):
+    store = make_store()
     config = store.config
     redis_client.set("taken", "precious")
     batch = [
@@ -115,25 +100,3 @@ def test_a_failed_operation_of_a_batch_leaves_the_others_done(redis_url, redis_c
     assert length == 1 and [m.content for m in messages] == ["new"]
     assert isinstance(failure, WrongTypeError) and raised.value.errors == {1: failure}
     assert redis_client.llen("chat") == 1 and redis_client.get("taken") == b"precious"
-    store.close()
-
-
-def test_execute_many_async(redis_url, redis_client):
-    async def run():
-        async with AsyncRedisChatStore.from_url(redis_url) as store:
-            config = store.config
-            await store.client.script_flush()
-            results = await store.execute_many(
-                [ops.set_messages(config, "chat", [NEW, NEW]), ops.count(config, "chat")]
-            )
-            redis_client.set("taken", "x")
-            with pytest.raises(BatchError) as raised:
-                await store.execute_many(
-                    [ops.delete_last_message(config, "chat"), ops.count(config, "taken")]
-                )
-            return results, raised.value.results
-
-    results, partial = asyncio.run(run())
-    assert results == [2, 2]
-    assert partial[0].content == "new" and isinstance(partial[1], WrongTypeError)
-    assert redis_client.llen("chat") == 1
