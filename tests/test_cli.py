@@ -22,7 +22,7 @@ from atomic_chat_store.bench import runner as bench_runner
 from atomic_chat_store.bench.counting import Counter
 from atomic_chat_store.bench.data import make_conversation, make_message
 from atomic_chat_store.bench.systems import OpArgs
-from atomic_chat_store.cli import main
+from atomic_chat_store.cli import _Interrupts, main
 from atomic_chat_store.server import RedisServer
 
 QUICK_SIZES = (10, 100, 1000)
@@ -191,7 +191,12 @@ def test_keys_are_removed_when_interrupted(redis_url, redis_client):
     assert redis_client.get("unrelated:key") == b"keep me"
 
 
-def test_keys_are_removed_on_sigint(redis_url, redis_client):
+@pytest.mark.parametrize(
+    ("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"]
+)
+def test_keys_are_removed_on_one_signal(redis_url, redis_client, signum, status):
+    """One Ctrl-C (or SIGTERM) is enough: the run stops at its next step, removes its keys
+    and exits with 128 + the signal's number."""
     redis_client.set("unrelated:key", "keep me")
     process = subprocess.Popen(
         [sys.executable, "-m", "atomic_chat_store", "bench", "--url", redis_url,
@@ -207,25 +212,32 @@ def test_keys_are_removed_on_sigint(redis_url, redis_client):
             assert process.poll() is None, process.communicate()
             time.sleep(0.05)
         assert bench_keys(redis_client), "the run never wrote a key"
-        # Python can swallow a KeyboardInterrupt that lands inside a weakref callback or a
-        # __del__ ("Exception ignored in ..."): press Ctrl-C again, as a person would, until it
-        # stops (bounded).
-        for _ in range(20):
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=3)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-        _, stderr = process.communicate(timeout=60)
+        process.send_signal(signum)
+        sent = time.monotonic()
+        _, stderr = process.communicate(timeout=30)
+        took = time.monotonic() - sent
     finally:
         if process.poll() is None:
             process.kill()
             process.communicate()
-    assert process.returncode == 130, stderr[-3000:]
+    assert process.returncode == status, stderr[-3000:]
+    assert took < 15, f"{took:.1f} s from the signal to the exit"
     assert "interrupted" in stderr
+    assert "Exception ignored" not in stderr
     assert bench_keys(redis_client) == []
     assert redis_client.get("unrelated:key") == b"keep me"
+
+
+def test_signals_are_recorded_until_the_third():
+    interrupts = _Interrupts()
+    interrupts.check()  # nothing received: nothing raised
+    interrupts.record(signal.SIGTERM, None)
+    interrupts.record(signal.SIGINT, None)  # recorded only, e.g. during the clean-up
+    with pytest.raises(KeyboardInterrupt):
+        interrupts.check()
+    with pytest.raises(KeyboardInterrupt):
+        interrupts.record(signal.SIGINT, None)  # the third: at once
+    assert interrupts.exit_status == 128 + signal.SIGTERM
 
 
 class RecordingServer(RedisServer):

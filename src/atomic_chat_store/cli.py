@@ -14,11 +14,14 @@ from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 
 from .errors import ChatStoreError
+
+if TYPE_CHECKING:
+    from .bench import ProgressCallback
 
 PROG = "atomic-chat-store"
 
@@ -160,21 +163,53 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 2  # pragma: no cover
 
 
-@contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM ends a run like Ctrl-C does: through the clean-up (main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+class _Interrupts:
+    """SIGINT and SIGTERM during a run, recorded rather than raised.
 
-    def interrupt(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
+    Python's own SIGINT handler raises KeyboardInterrupt at whatever bytecode runs, which can be
+    inside a ``__del__`` or a weakref callback, where it is printed and dropped ("Exception
+    ignored in ..."), or inside the run's clean-up, which it then cuts short. Here the handler
+    only records the signal; ``check``, called by the progress callback between repetitions
+    and between phases, raises KeyboardInterrupt there, so the run's clean-up then runs whole
+    (a signal during the clean-up is recorded too). The third signal raises at once: the way
+    out of a run that is stuck.
+    """
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    ESCAPE = 3
+
+    def __init__(self) -> None:
+        self.received: list[int] = []
+
+    def record(self, signum: int, frame: FrameType | None) -> None:
+        self.received.append(signum)
+        if len(self.received) >= self.ESCAPE:
+            raise KeyboardInterrupt
+
+    def check(self) -> None:
+        if self.received:
+            raise KeyboardInterrupt
+
+    @property
+    def exit_status(self) -> int:
+        """128 + the first signal's number, as a shell reports a process a signal ended."""
+        return 128 + (self.received[0] if self.received else signal.SIGINT)
+
+    @contextmanager
+    def installed(self) -> Iterator[None]:
+        """The handlers, for SIGINT and SIGTERM, while the block runs (main thread only:
+        elsewhere Python delivers no signals and refuses handlers)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {signum: signal.signal(signum, self.record) for signum in _SIGNALS}
+        try:
+            yield
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def _bench(args: argparse.Namespace, command: str) -> int:
@@ -206,14 +241,16 @@ def _bench(args: argparse.Namespace, command: str) -> int:
         return 2
 
     started = time.monotonic()
+    interrupts = _Interrupts()
     try:
-        with _sigterm_as_interrupt(), _progress(err, enabled=not args.no_progress) as progress:
+        with interrupts.installed(), _progress(err, not args.no_progress, interrupts) as progress:
             report = run_bench(config, url=args.url, progress=progress)
+            interrupts.check()  # a signal during the run's last steps: honoured too
     except KeyboardInterrupt:
         err.print(
             f"[yellow]{PROG} bench: interrupted; its keys were removed and its server stopped[/]"
         )
-        return 130
+        return interrupts.exit_status
     except (ServerNotFoundError, ServerStartError) as error:
         err.print(f"[red]{PROG} bench: could not start a Redis server: {error}[/]")
         return 1
@@ -231,10 +268,16 @@ def _bench(args: argparse.Namespace, command: str) -> int:
 
 
 @contextmanager
-def _progress(console: Any, enabled: bool) -> Iterator[Any]:
-    """A rich progress bar fed by the runner's callback (or nothing)."""
+def _progress(console: Any, enabled: bool, interrupts: _Interrupts) -> Iterator[ProgressCallback]:
+    """The runner's progress callback: it raises KeyboardInterrupt once a signal was recorded
+    (the runner calls it between repetitions and phases), and feeds a rich progress bar when
+    ``enabled``."""
     if not enabled:
-        yield None
+
+        def check(done: float, total: float, description: str) -> None:
+            interrupts.check()
+
+        yield check
         return
     from rich.progress import (
         BarColumn,
@@ -256,6 +299,7 @@ def _progress(console: Any, enabled: bool) -> Iterator[Any]:
         task = progress.add_task("starting", total=None)
 
         def update(done: float, total: float, description: str) -> None:
+            interrupts.check()
             progress.update(task, completed=done, total=total, description=description)
 
         yield update
