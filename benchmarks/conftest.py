@@ -38,7 +38,7 @@ if str(TESTS) not in sys.path:
 from atomic_chat_store.bench.runner import new_prefix, remove_prefix  # noqa: E402
 from atomic_chat_store.bench.systems import Floor, Seed, SyncStore, System, load_seed  # noqa: E402
 from atomic_chat_store.scripts import script_sources  # noqa: E402
-from servers import RunningServer, ServerUnavailable, start_standalone  # noqa: E402
+from servers import RunningServer, redis_server  # noqa: E402, F401 (the tests' server fixture)
 
 SIZES_ENV = "ATOMIC_CHAT_STORE_BENCH_SIZES"
 ROUNDS_ENV = "ATOMIC_CHAT_STORE_BENCH_ROUNDS"
@@ -58,17 +58,7 @@ def bench_budget() -> float:
 
 
 @pytest.fixture(scope="session")
-def redis_server() -> Iterator[RunningServer]:
-    try:
-        server = start_standalone()
-    except ServerUnavailable as error:
-        pytest.fail(f"no real Redis server for the benchmarks: {error}", pytrace=False)
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="session")
-def redis_url(redis_server: RunningServer) -> str:
+def redis_url(redis_server: RunningServer) -> str:  # noqa: F811 (the fixture, by name)
     return redis_server.url
 
 

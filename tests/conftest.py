@@ -14,21 +14,11 @@ import pytest
 import redis
 import redis.asyncio
 
-from servers import RunningServer, ServerUnavailable, start_standalone
+from servers import RunningServer, redis_server  # noqa: F401 (a fixture, shared with benchmarks/)
 
 
 @pytest.fixture(scope="session")
-def redis_server() -> Iterator[RunningServer]:
-    try:
-        server = start_standalone()
-    except ServerUnavailable as error:
-        pytest.fail(f"no real Redis server for the tests: {error}", pytrace=False)
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="session")
-def redis_url(redis_server: RunningServer) -> str:
+def redis_url(redis_server: RunningServer) -> str:  # noqa: F811 (the fixture, by name)
     return redis_server.url
 
 

@@ -13,9 +13,11 @@ from __future__ import annotations
 import contextlib
 import os
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
+
+import pytest
 
 from atomic_chat_store.server import (
     RedisServer,
@@ -113,6 +115,30 @@ def start_process() -> RunningServer:
             f"no Docker engine answers and no redis-server process could be started: {error}"
         ) from error
     return RunningServer(server.url, f"process:{server.binary}", server.stop)
+
+
+_shared: RunningServer | None = None
+_holders = 0
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RunningServer]:
+    """The session's server, one per pytest process: tests/ and benchmarks/ both import this
+    fixture into their conftest, and share the server it starts."""
+    global _shared, _holders
+    if _shared is None:
+        try:
+            _shared = start_standalone()
+        except ServerUnavailable as error:
+            pytest.fail(f"no real Redis server for the tests: {error}", pytrace=False)
+    _holders += 1
+    try:
+        yield _shared
+    finally:
+        _holders -= 1
+        if _holders == 0:
+            _shared.stop()
+            _shared = None
 
 
 def start_standalone() -> RunningServer:
