@@ -30,4 +30,3 @@ def make_store(kind: str, url: str, **kwargs: Any) -> Any:
     if kind == "sync":
         return RedisChatStore.from_url(url, **kwargs)
     return BlockingAsyncStore(url, **kwargs)
-
