@@ -10,8 +10,9 @@
   Returns    the removed element (JSON text), or nil when the index is out of range, in which
              case nothing changes. Removing the last element removes the key.
   Errors     ACS_WRONGTYPE <type>  KEYS[1] holds something other than a list; nothing changes
-  Cost       O(min(i, N-i)): at either end a pop; inside, the element is swapped for a mark
-             (LSET) and LREM removes the mark scanning from the nearer end. No element is copied.
+  Cost       O(min(i, N-i)): at either end a pop; inside, the element is read (LINDEX),
+             swapped for a mark (LSET) and LREM removes the mark scanning from the nearer end.
+             No other element passes through the script.
 ]]
 local rcall = redis.call
 local key = KEYS[1]

@@ -1,0 +1,96 @@
+"""Two measurements behind design choices, reproducible: ``python benchmarks/micro.py``.
+
+1. How ``insert.lua`` inserts inside a list: swapping the element for a mark and letting LINSERT
+   scan (in C, from the head), against moving the shorter side through the script.
+2. How a conversation is decoded: one pydantic call on the elements joined into a JSON array,
+   against one call per element, and LlamaIndex's own per-element decoding.
+
+Uses $REDIS_URL (keys under "acs-micro:", removed at the end) or a private redis-server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import statistics
+import time
+from collections.abc import Callable
+
+import redis
+
+from atomic_chat_store import ChatMessage
+from atomic_chat_store.messages import decode_conversation, decode_message
+from atomic_chat_store.server import RedisServer
+
+KEY = "acs-micro:list"
+MARK_INSERT = """
+local pivot = redis.call('LINDEX', KEYS[1], ARGV[1])
+redis.call('LSET', KEYS[1], ARGV[1], '\\255mark')
+redis.call('LINSERT', KEYS[1], 'BEFORE', '\\255mark', ARGV[2])
+redis.call('LSET', KEYS[1], tonumber(ARGV[1]) + 1, pivot)
+"""
+MOVE_INSERT = """
+local i = tonumber(ARGV[1])
+local tail = redis.call('LRANGE', KEYS[1], i, -1)
+redis.call('LTRIM', KEYS[1], 0, i - 1)
+redis.call('RPUSH', KEYS[1], ARGV[2])
+for s = 1, #tail, 1000 do
+  redis.call('RPUSH', KEYS[1], unpack(tail, s, math.min(s + 999, #tail)))
+end
+"""
+MESSAGE = ChatMessage(content="x" * 150).model_dump_json().encode()  # about 200 bytes
+
+
+def median_ms(action: Callable[[], object], after: Callable[[], object] = lambda: None) -> float:
+    samples = []
+    for _ in range(30):
+        start = time.perf_counter()
+        action()
+        samples.append(time.perf_counter() - start)
+        after()
+    return statistics.median(samples) * 1000
+
+
+def insert_strategies(client: redis.Redis) -> None:
+    mark, move = client.register_script(MARK_INSERT), client.register_script(MOVE_INSERT)
+    print("insert inside a list of 200-byte messages (median of 30, ms)")
+    print(f"  {'N':>7} {'at':>5} {'mark + LINSERT':>15} {'move the tail':>14}")
+    for n, fraction in ((10_000, 0.5), (100_000, 0.5), (100_000, 0.9)):
+        client.delete(KEY)
+        for start in range(0, n, 1000):
+            client.rpush(KEY, *[MESSAGE] * min(1000, n - start))
+        index = int(n * fraction)
+        times = [
+            median_ms(
+                lambda s=script: s(keys=[KEY], args=[index, MESSAGE]), lambda: client.rpop(KEY)
+            )
+            for script in (mark, move)
+        ]
+        print(f"  {n:>7,} {fraction:>5.0%} {times[0]:>15.2f} {times[1]:>14.2f}")
+    client.delete(KEY)
+
+
+def decoding() -> None:
+    from llama_index.core.llms import ChatMessage as LlamaChatMessage
+
+    raws = [MESSAGE] * 1000
+    print("decode 1,000 stored messages (median of 30, ms)")
+    print(f"  one call, joined into an array   {median_ms(lambda: decode_conversation(raws)):6.2f}")
+    print(
+        f"  one call per element             {median_ms(lambda: [decode_message(r) for r in raws]):6.2f}"
+    )
+    llama = median_ms(lambda: [LlamaChatMessage.model_validate_json(r) for r in raws])
+    print(f"  LlamaIndex, one call per element {llama:6.2f}")
+
+
+def main() -> None:
+    url = os.environ.get("REDIS_URL")
+    with RedisServer() if url is None else contextlib.nullcontext() as server:
+        client = redis.Redis.from_url(url or server.url)
+        insert_strategies(client)
+        client.close()
+    decoding()
+
+
+if __name__ == "__main__":
+    main()
