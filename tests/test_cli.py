@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import redis
 
-from atomic_chat_store.bench import OPERATIONS, SYSTEMS, BenchConfig, run_bench
+from atomic_chat_store.bench import OPERATIONS, SYSTEMS, BenchConfig, CleanupWarning, run_bench
 from atomic_chat_store.bench import runner as bench_runner
 from atomic_chat_store.bench.counting import Counter
 from atomic_chat_store.bench.data import make_conversation, make_message
@@ -238,6 +238,52 @@ def test_signals_are_recorded_until_the_third():
     with pytest.raises(KeyboardInterrupt):
         interrupts.record(signal.SIGINT, None)  # the third: at once
     assert interrupts.exit_status == 128 + signal.SIGTERM
+
+
+def _failing_removal(client: redis.Redis, prefix: str) -> int:
+    raise redis.ConnectionError("the server went away")
+
+
+def test_cleanup_failure_is_reported_when_interrupted(monkeypatch, redis_url, redis_client):
+    monkeypatch.setattr(bench_runner, "remove_prefix", _failing_removal)
+
+    def interrupt(done: float, total: float, description: str) -> None:
+        if description.startswith("insert_middle"):
+            raise KeyboardInterrupt
+
+    config = BenchConfig(sizes=(10,), repeat=3, clients=2, client_ops=4)
+    try:
+        with (
+            pytest.warns(CleanupWarning, match="could not remove the keys under"),
+            pytest.raises(KeyboardInterrupt),
+        ):
+            run_bench(config, url=redis_url, progress=interrupt)
+    finally:
+        assert bench_runner.remove_prefix is _failing_removal
+        monkeypatch.undo()
+        bench_runner.remove_prefix(redis_client, "acs-bench:")
+
+
+def test_cli_says_when_the_cleanup_failed(monkeypatch, redis_url, redis_client, capsys):
+    """Ctrl-C (a real SIGINT, to this process) while the keys cannot be removed: the CLI must not
+    claim they were."""
+    monkeypatch.setattr(bench_runner, "remove_prefix", _failing_removal)
+    describe_machine = bench_runner.describe_machine
+
+    def describe_then_interrupt(client: redis.Redis) -> dict[str, Any]:
+        os.kill(os.getpid(), signal.SIGINT)  # recorded by the CLI; raised at the next step
+        return describe_machine(client)
+
+    monkeypatch.setattr(bench_runner, "describe_machine", describe_then_interrupt)
+    try:
+        assert main(["bench", "--url", redis_url, *TINY]) == 130
+    finally:
+        monkeypatch.undo()
+        bench_runner.remove_prefix(redis_client, "acs-bench:")
+    err = " ".join(capsys.readouterr().err.split())  # rich wraps long lines
+    assert "interrupted; its clean-up failed" in err
+    assert "could not remove the keys under 'acs-bench:" in err
+    assert "were removed" not in err
 
 
 class RecordingServer(RedisServer):

@@ -9,6 +9,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from importlib import metadata
@@ -215,7 +216,7 @@ _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 def _bench(args: argparse.Namespace, command: str) -> int:
     from rich.console import Console
 
-    from .bench import BenchConfig, run_bench
+    from .bench import BenchConfig, CleanupWarning, run_bench
     from .bench.report import write_outputs
     from .server import ServerNotFoundError, ServerStartError
 
@@ -242,20 +243,35 @@ def _bench(args: argparse.Namespace, command: str) -> int:
 
     started = time.monotonic()
     interrupts = _Interrupts()
+    cleanup_failures: list[str] = []
     try:
-        with interrupts.installed(), _progress(err, not args.no_progress, interrupts) as progress:
+        with (
+            _warnings_collected(CleanupWarning, cleanup_failures),
+            interrupts.installed(),
+            _progress(err, not args.no_progress, interrupts) as progress,
+        ):
             report = run_bench(config, url=args.url, progress=progress)
             interrupts.check()  # a signal during the run's last steps: honoured too
     except KeyboardInterrupt:
-        err.print(
-            f"[yellow]{PROG} bench: interrupted; its keys were removed and its server stopped[/]"
-        )
+        if cleanup_failures:
+            err.print(f"[red]{PROG} bench: interrupted; its clean-up failed:[/]")
+        elif len(interrupts.received) >= interrupts.ESCAPE:
+            err.print(
+                f"[red]{PROG} bench: interrupted {len(interrupts.received)} times; its clean-up "
+                "may have been cut short (keys under acs-bench:<uuid>: may remain)[/]"
+            )
+        else:
+            done = "its keys were removed" + (" and its server stopped" if args.url is None else "")
+            err.print(f"[yellow]{PROG} bench: interrupted; {done}[/]")
+        _print_cleanup_failures(err, cleanup_failures)
         return interrupts.exit_status
     except (ServerNotFoundError, ServerStartError) as error:
         err.print(f"[red]{PROG} bench: could not start a Redis server: {error}[/]")
+        _print_cleanup_failures(err, cleanup_failures)
         return 1
     except (redis.RedisError, ChatStoreError, OSError) as error:
         err.print(f"[red]{PROG} bench: {type(error).__name__}: {error}[/]")
+        _print_cleanup_failures(err, cleanup_failures)
         return 1
     report.command = command
 
@@ -265,6 +281,26 @@ def _bench(args: argparse.Namespace, command: str) -> int:
         out.print(f"\nWrote {', '.join(path.name for path in written)} to {args.out}")
     out.print(f"Wall time {time.monotonic() - started:.1f} s")
     return 0
+
+
+@contextmanager
+def _warnings_collected(category: type[Warning], into: list[str]) -> Iterator[None]:
+    """Warnings of ``category`` raised in the block go to ``into``, as text, each time; the
+    others are shown as they would have been."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", category)
+        try:
+            yield
+        finally:
+            others = [w for w in caught if not issubclass(w.category, category)]
+            into.extend(str(w.message) for w in caught if issubclass(w.category, category))
+    for other in others:
+        warnings.showwarning(other.message, other.category, other.filename, other.lineno)
+
+
+def _print_cleanup_failures(console: Any, failures: Sequence[str]) -> None:
+    for failure in failures:
+        console.print(f"[red]{PROG} bench: clean-up: {failure}[/]")
 
 
 @contextmanager

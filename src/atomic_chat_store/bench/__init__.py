@@ -14,7 +14,7 @@ from .model import (
     ConcurrencyResult,
     Target,
 )
-from .runner import KEY_PREFIX, ProgressCallback, remove_prefix, run_bench
+from .runner import KEY_PREFIX, CleanupWarning, ProgressCallback, remove_prefix, run_bench
 
 __all__ = [
     "FLOOR_DEFINITIONS",
@@ -26,6 +26,7 @@ __all__ = [
     "BenchConfig",
     "BenchReport",
     "Cell",
+    "CleanupWarning",
     "ConcurrencyResult",
     "ProgressCallback",
     "Target",

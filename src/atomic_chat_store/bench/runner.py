@@ -19,8 +19,10 @@ import datetime
 import gc
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import Any
 
 import redis
@@ -481,7 +483,7 @@ def run_bench(
         stack.callback(admin.close)
         run = _Run(config, url, prefix, loop, admin, seed_classes, progress or _no_progress)
         # Registered before anything is written: runs last-in-first-out, before admin.close.
-        stack.callback(_cleanup, run)
+        stack.push(_Cleanup(run))
 
         admin.ping()
         for source in script_sources().values():  # loaded once, so every EVALSHA finds it
@@ -519,11 +521,40 @@ def run_bench(
     )
 
 
-def _cleanup(run: _Run) -> None:
-    try:
-        remove_prefix(run.admin, run.prefix)
-    except redis.RedisError as error:
-        run.warnings.append(f"could not remove the keys under {run.prefix!r}: {error}")
+class CleanupWarning(RuntimeWarning):
+    """The run ended by an exception and could not remove all of its keys."""
+
+
+class _Cleanup:
+    """The ExitStack's exit callback that removes the run's keys. It sees whether an exception
+    is on its way out: without one, a failure becomes a warning of the report; with one (an
+    error, Ctrl-C) there is no report, so it is a ``CleanupWarning`` instead."""
+
+    def __init__(self, run: _Run) -> None:
+        self.run = run
+
+    def __call__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        prefix = self.run.prefix
+        try:
+            remove_prefix(self.run.admin, prefix)
+        except redis.RedisError as error:
+            self.report(f"could not remove the keys under {prefix!r}: {error}", exc is not None)
+        except BaseException:  # e.g. a third Ctrl-C: the way out of a stuck clean-up
+            self.report(f"removing the keys under {prefix!r} was cut short", raising=True)
+            raise
+        return False  # never swallows the exception
+
+    def report(self, message: str, raising: bool) -> None:
+        if raising:
+            # stacklevel: report, __call__, ExitStack.__exit__, then the with in run_bench.
+            warnings.warn(message, CleanupWarning, stacklevel=4)
+        else:
+            self.run.warnings.append(message)
 
 
 def _no_progress(done: float, total: float, description: str) -> None:
