@@ -62,7 +62,8 @@ def insert_strategies(client: redis.Redis) -> None:
         index = int(n * fraction)
         times = [
             median_ms(
-                lambda s=script: s(keys=[KEY], args=[index, MESSAGE]), lambda: client.rpop(KEY)
+                lambda s=script, i=index: s(keys=[KEY], args=[i, MESSAGE]),
+                lambda: client.rpop(KEY),
             )
             for script in (mark, move)
         ]
@@ -75,10 +76,10 @@ def decoding() -> None:
 
     raws = [MESSAGE] * 1000
     print("decode 1,000 stored messages (median of 30, ms)")
-    print(f"  one call, joined into an array   {median_ms(lambda: decode_conversation(raws)):6.2f}")
-    print(
-        f"  one call per element             {median_ms(lambda: [decode_message(r) for r in raws]):6.2f}"
-    )
+    joined = median_ms(lambda: decode_conversation(raws))
+    each = median_ms(lambda: [decode_message(r) for r in raws])
+    print(f"  one call, joined into an array   {joined:6.2f}")
+    print(f"  one call per element             {each:6.2f}")
     llama = median_ms(lambda: [LlamaChatMessage.model_validate_json(r) for r in raws])
     print(f"  LlamaIndex, one call per element {llama:6.2f}")
 
