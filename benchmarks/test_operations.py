@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import gc
-import time
 from typing import Any
 
 import pytest
@@ -18,7 +17,11 @@ import redis
 
 from atomic_chat_store.bench.data import BenchMessage, idents, make_conversation, make_message
 from atomic_chat_store.bench.model import OPERATIONS
-from atomic_chat_store.bench.runner import check_result, reset_conversation, restore_conversation
+from atomic_chat_store.bench.runner import (
+    check_operation,
+    reset_conversation,
+    restore_conversation,
+)
 from atomic_chat_store.bench.systems import OpArgs, System
 
 from .conftest import bench_budget, bench_rounds, bench_sizes
@@ -60,17 +63,11 @@ def test_operation(
     base = OpArgs(op, size, index, new, canonical[index])
 
     # One untimed call: is the result right, and how long does it take (to size the rounds)?
-    reset_conversation(admin, key, canonical)
-    started = time.perf_counter()
-    reply = system.run(calls["replacement" if op == "set_all" else "canonical"])
-    elapsed = time.perf_counter() - started
     check_args = OpArgs(
         op, size, index, new, canonical[index], replacement if op == "set_all" else ()
     )
-    correct, detail = check_result(
-        check_args, canonical, idents(admin.lrange(key, 0, -1)), system.normalize(check_args, reply)
-    )
-    reset_conversation(admin, key, canonical)
+    checked = check_operation(admin, system, check_args, local, canonical)
+    correct, detail = checked.correct, checked.detail
 
     state = {"now": "canonical"}
 
@@ -87,7 +84,7 @@ def test_operation(
         elif op != "set_all":
             restore_conversation(admin, key, base, canonical)
 
-    rounds = max(1, min(bench_rounds(), int(bench_budget() / max(elapsed, 1e-6))))
+    rounds = max(1, min(bench_rounds(), int(bench_budget() / max(checked.elapsed_s, 1e-6))))
     benchmark.group = f"{op} N={size}"
     benchmark.extra_info.update(
         {"system": system_name, "op": op, "size": size, "correct": correct, "detail": detail}

@@ -192,6 +192,36 @@ def check_result(
     return not problems, "; ".join(problems)
 
 
+@dataclass(frozen=True)
+class Checked:
+    """One untimed run of an operation: whether its result was right, and how long it took."""
+
+    correct: bool
+    detail: str  # what was wrong, if anything
+    elapsed_s: float
+
+
+def check_operation(
+    admin: redis.Redis,
+    system: System,
+    args: OpArgs,
+    local: str,
+    canonical: Sequence[BenchMessage],
+) -> Checked:
+    """Put the conversation ``system.prefix + local`` to ``canonical``, run ``args`` on it once,
+    check the list left and the reply against a Python list's, and put it back again."""
+    key = system.prefix + local
+    reset_conversation(admin, key, canonical)
+    call = system.call(args, local)
+    started = time.perf_counter()
+    reply = system.run(call)
+    elapsed = time.perf_counter() - started
+    after = idents(admin.lrange(key, 0, -1))
+    correct, detail = check_result(args, canonical, after, system.normalize(args, reply))
+    reset_conversation(admin, key, canonical)
+    return Checked(correct, detail, elapsed)
+
+
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
@@ -246,17 +276,11 @@ def _measure_group(
         cell = cell_run.cell
         args = OpArgs(op, size, index, new, base.pivot, replacement if op == "set_all" else ())
         try:
-            run.reset(cell_run.local, canonical)
-            call = cell_run.counted.call(args, cell_run.local)
-            run.counter.reset()
-            reply = cell_run.counted.run(call)
+            run.counter.reset()  # only the counting clients count: the admin client does not
+            checked = check_operation(run.admin, cell_run.counted, args, cell_run.local, canonical)
             cell.round_trips, cell.commands = run.counter.round_trips, run.counter.commands
-            after = run.contents(cell_run.local)
-            cell.correct, cell.detail = check_result(
-                args, canonical, after, cell_run.counted.normalize(args, reply)
-            )
+            cell.correct, cell.detail = checked.correct, checked.detail
             cell_run.full_reset = not cell.correct
-            run.reset(cell_run.local, canonical)
             if op == "set_all":
                 for state, messages in targets.items():
                     state_args = OpArgs(op, size, index, new, base.pivot, messages)
