@@ -84,19 +84,30 @@ def _sync_step(system: System, key: str) -> Callable[[str, int, BenchMessage | N
 
         return floor_step
 
-    store: Any = system.store  # type: ignore[attr-defined]
-
     def store_step(kind: str, index: int, message: BenchMessage | None) -> str | None:
-        if kind == "append" and message is not None:
-            store.add_message(key, system.message(message))
-        elif kind == "insert" and message is not None:
-            store.add_message(key, system.message(message), idx=index)
-        else:
-            removed = store.delete_message(key, index)
-            return None if removed is None else str(ident_of(removed))
-        return None
+        reply, deletes = _store_call(system, key, kind, index, message)
+        return _removed(reply) if deletes else None
 
     return store_step
+
+
+def _store_call(
+    system: System, key: str, kind: str, index: int, message: BenchMessage | None
+) -> tuple[Any, bool]:
+    """One step on a system with the ``BaseChatStore`` method names (this store, sync or async,
+    and the seed): the reply, or for the async store an awaitable of it, and whether the step
+    is a delete (whose reply is the message removed)."""
+    store: Any = system.store  # type: ignore[attr-defined]
+    if kind == "append" and message is not None:
+        return store.add_message(key, system.message(message)), False
+    if kind == "insert" and message is not None:
+        return store.add_message(key, system.message(message), idx=index), False
+    return store.delete_message(key, index), True
+
+
+def _removed(reply: Any) -> str | None:
+    """The id of the message a delete says it removed."""
+    return None if reply is None else str(ident_of(reply))
 
 
 def _apply(log: ClientLog, kind: str, message: BenchMessage | None, removed: str | None) -> None:
@@ -152,7 +163,7 @@ def run_threads(
 def run_tasks(
     system: AsyncStore, key: str, plans: Sequence[Sequence[Step]], timeout_s: float
 ) -> tuple[list[ClientLog], bool]:
-    store, api_key = system.store, system.api_key(key)
+    api_key = system.api_key(key)
     logs = [ClientLog() for _ in plans]
     deadline = time.monotonic() + timeout_s
 
@@ -161,19 +172,13 @@ def run_tasks(
         for kind, index, message in plans[number]:
             if time.monotonic() > deadline:
                 return
-            removed: str | None = None
             try:
-                if kind == "append" and message is not None:
-                    await store.add_message(api_key, message.ours())
-                elif kind == "insert" and message is not None:
-                    await store.add_message(api_key, message.ours(), idx=index)
-                else:
-                    found = await store.delete_message(api_key, index)
-                    removed = None if found is None else str(ident_of(found))
+                pending, deletes = _store_call(system, api_key, kind, index, message)
+                reply = await pending
             except Exception as error:
                 log.record_error(error)
                 continue
-            _apply(log, kind, message, removed)
+            _apply(log, kind, message, _removed(reply) if deletes else None)
 
     async def everyone() -> None:
         await asyncio.gather(*(client(number) for number in range(len(plans))))
