@@ -67,7 +67,6 @@ class System:
     """One system under test, bound to its clients."""
 
     name: str = ""
-    is_async = False
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
@@ -97,9 +96,6 @@ class System:
     def normalize(self, args: OpArgs, reply: Any) -> Any:
         """The reply as ids and numbers, comparable with the other systems'."""
         return ident_of(reply)
-
-    def close(self) -> None:
-        pass
 
 
 class _ChatStoreCalls(System):
@@ -141,7 +137,6 @@ class SyncStore(_ChatStoreCalls):
 
 class AsyncStore(_ChatStoreCalls):
     name = "async"
-    is_async = True
 
     def __init__(
         self, prefix: str, client: redis.asyncio.Redis, loop: asyncio.AbstractEventLoop
