@@ -392,18 +392,29 @@ def test_round_trip_counter_agrees_with_monitor(redis_url, redis_client, monitor
 
 
 @pytest.mark.parametrize(
-    "argv",
+    ("argv", "message"),
     [
-        ["bench", "--sizes", "ten"],
-        ["bench", "--sizes", "0,10"],
-        ["bench", "--repeat", "0"],
-        ["bench", "--budget", "-1"],
-        [],
-        ["frobnicate"],
+        (["bench", "--sizes", "ten"], "not a comma-separated list of integers"),
+        (["bench", "--sizes", "0,10"], "sizes must be positive integers"),
+        (["bench", "--sizes", "10,10"], "sizes must not repeat"),
+        (["bench", "--repeat", "0"], "repeat must be at least 1"),
+        (["bench", "--client-ops", "-1"], "client ops must be at least 0"),
+        (["bench", "--budget", "-1"], "budget must be a positive number of seconds"),
+        (["bench", "--concurrency-timeout", "nan"], "must be a positive number of seconds"),
+        ([], "required"),
+        (["frobnicate"], "invalid choice"),
     ],
 )
-def test_bad_arguments(argv, capsys):
+def test_bad_arguments(argv, message, capsys):
     assert main(argv) == 2
+    assert message in " ".join(capsys.readouterr().err.split())
+
+
+def test_the_cli_and_the_config_agree_on_zero_client_ops(redis_url, tmp_path):
+    """BenchConfig.validate is the one judge: 0 operations per client is a valid config."""
+    argv = ["bench", "--url", redis_url, "--out", str(tmp_path), *TINY, "--client-ops", "0"]
+    assert main(argv) == 0
+    assert all(r["planned_ops"] == 0 for r in results(tmp_path)["concurrency"])
 
 
 def test_unreachable_url_fails_cleanly(capsys):

@@ -88,18 +88,28 @@ class BenchConfig:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     def validate(self) -> BenchConfig:
+        """This config with its sizes sorted, or ValueError naming what is wrong. The one check
+        of the settings: the command line only parses numbers and leaves the rest to this."""
         if not self.sizes or any(size < 1 for size in self.sizes):
-            raise ValueError("sizes must be positive")
+            raise ValueError(f"sizes must be positive integers: {list(self.sizes)}")
         if len(set(self.sizes)) != len(self.sizes):
-            raise ValueError("sizes must not repeat")
-        if self.message_bytes < 1:
-            raise ValueError("message bytes must be positive")
-        if self.repeat < 1 or self.min_repeat < 1:
-            raise ValueError("repetitions must be positive")
-        if self.budget_s <= 0 or self.concurrency_timeout_s <= 0:
-            raise ValueError("time budgets must be positive")
-        if self.clients < 1 or self.client_ops < 0 or self.concurrency_size < 1:
-            raise ValueError("concurrency settings must be positive")
+            raise ValueError(f"sizes must not repeat: {list(self.sizes)}")
+        at_least_one = {
+            "message bytes": self.message_bytes,
+            "repeat": self.repeat,
+            "min repeat": self.min_repeat,
+            "clients": self.clients,
+            "concurrency size": self.concurrency_size,
+        }
+        for name, value in at_least_one.items():
+            if value < 1:
+                raise ValueError(f"{name} must be at least 1: {value}")
+        if self.client_ops < 0:  # 0: the clients start and do nothing
+            raise ValueError(f"client ops must be at least 0: {self.client_ops}")
+        seconds = {"budget": self.budget_s, "concurrency timeout": self.concurrency_timeout_s}
+        for name, time_s in seconds.items():
+            if not (time_s > 0 and math.isfinite(time_s)):  # NaN fails the first test
+                raise ValueError(f"{name} must be a positive number of seconds: {time_s}")
         return replace(self, sizes=tuple(sorted(self.sizes)))
 
     def to_dict(self) -> dict[str, Any]:
