@@ -417,6 +417,27 @@ def test_the_cli_and_the_config_agree_on_zero_client_ops(redis_url, tmp_path):
     assert all(r["planned_ops"] == 0 for r in results(tmp_path)["concurrency"])
 
 
+def test_report_tables_flag_wrong_rows_from_the_cells():
+    """The terminal highlights a headline row from the cells' own verdicts, with the columns
+    report.md uses: one spec for both."""
+    from atomic_chat_store.bench import BenchReport, Cell
+    from atomic_chat_store.bench.report import HEADLINE_COLUMNS, headline_table, markdown_table
+
+    config = BenchConfig(sizes=(10,))
+    found = [
+        Cell(name, op, 10, samples=[1e-4], correct=True) for name in SYSTEMS for op in OPERATIONS
+    ]
+    for cell in found:
+        if cell.system == "seed" and cell.op == "delete_middle":
+            cell.correct = False
+    report = BenchReport(config, {}, {}, {}, found, [], "", 0.0, "acs-bench:x:")
+    table = headline_table(report)
+    assert table.columns == HEADLINE_COLUMNS
+    assert table.wrong == [op == "delete_middle" for op in OPERATIONS]
+    separator = markdown_table(table).splitlines()[1]
+    assert separator == "| --- | " + " | ".join(["---:"] * (len(HEADLINE_COLUMNS) - 1)) + " |"
+
+
 def test_unreachable_url_fails_cleanly(capsys):
     # Port 1 on the loopback: nothing listens there.
     assert main(["bench", "--url", "redis://127.0.0.1:1/0", *TINY]) == 1

@@ -22,7 +22,10 @@ import redis
 from .errors import ChatStoreError
 
 if TYPE_CHECKING:
+    from rich.table import Table as RichTable
+
     from .bench import ProgressCallback
+    from .bench.report import Table
 
 PROG = "atomic-chat-store"
 
@@ -318,18 +321,8 @@ def _progress(console: Any, enabled: bool, interrupts: _Interrupts) -> Iterator[
 
 
 def print_report(console: Any, report: Any) -> None:
-    """The run's tables on the terminal."""
-    from rich.table import Table
-
-    from .bench.report import (
-        CONCURRENCY_COLUMNS,
-        HEADLINE_COLUMNS,
-        TARGET_COLUMNS,
-        concurrency_rows,
-        headline_rows,
-        notes,
-        target_rows,
-    )
+    """The run's tables on the terminal: the same tables, columns and rows as report.md."""
+    from .bench.report import concurrency_table, headline_table, notes, target_table
 
     machine = report.machine
     console.print(
@@ -337,38 +330,38 @@ def print_report(console: Any, report: Any) -> None:
         f"Python {machine.get('python')}, redis-py {machine.get('redis_py')}, "
         f"Redis {report.server.get('version')} ({report.server.get('mode')} server)"
     )
-
-    headline = Table(title="Median latency per operation", title_justify="left")
-    for index, column in enumerate(HEADLINE_COLUMNS):
-        headline.add_column(column, justify="left" if index == 0 else "right")
-    previous = None
-    for row in headline_rows(report):
-        if previous is not None and row[0] != previous:
-            headline.add_section()
-        previous = row[0]
-        style = "red" if "NO" in row[-1].split("/") else None
-        headline.add_row(*row, style=style)
-    console.print(headline)
-
-    targets = Table(title="Targets (this run's numbers, sync store)", title_justify="left")
-    for column in TARGET_COLUMNS:
-        targets.add_column(column)
-    for description, value, status in target_rows(report):
-        color = {"MET": "green", "MISSED": "red"}.get(status, "yellow")
-        targets.add_row(description, value, f"[{color}]{status}[/]")
-    console.print(targets)
-
-    concurrent = Table(
-        title=f"Concurrency: {report.config.clients} clients on one conversation",
-        title_justify="left",
+    # A section per operation: a new one where the first column (the operation) changes.
+    console.print(
+        _rich_table("Median latency per operation", headline_table(report), sections=True)
     )
-    for index, column in enumerate(CONCURRENCY_COLUMNS):
-        concurrent.add_column(column, justify="left" if index in (0, 9) else "right")
-    for row in concurrency_rows(report):
-        concurrent.add_row(*row)
-    console.print(concurrent)
+
+    targets = target_table(report)
+    colors = {"MET": "green", "MISSED": "red"}
+    for row in targets.rows:
+        row[-1] = f"[{colors.get(row[-1], 'yellow')}]{row[-1]}[/]"
+    console.print(_rich_table("Targets (this run's numbers, sync store)", targets))
+
+    title = f"Concurrency: {report.config.clients} clients on one conversation"
+    console.print(_rich_table(title, concurrency_table(report)))
 
     for line in notes(report):
         console.print(f"[dim]• {line}[/]")
     for warning in report.warnings:
         console.print(f"[yellow]warning: {warning}[/]")
+
+
+def _rich_table(title: str, table: Table, sections: bool = False) -> RichTable:
+    """A rich table of a ``bench.report.Table``: its columns' alignment, its wrong rows red."""
+    from rich.table import Table as RichTable
+
+    rendered = RichTable(title=title, title_justify="left")
+    for column in table.columns:
+        rendered.add_column(column.title, justify="left" if column.align == "l" else "right")
+    previous = None
+    for number, row in enumerate(table.rows):
+        if sections and previous is not None and row[0] != previous:
+            rendered.add_section()
+        previous = row[0]
+        wrong = number < len(table.wrong) and table.wrong[number]
+        rendered.add_row(*row, style="red" if wrong else None)
+    return rendered

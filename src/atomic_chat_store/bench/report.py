@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,43 +21,63 @@ from .model import (
     Cell,
 )
 
-HEADLINE_COLUMNS = [
-    "operation",
-    "N",
-    "store",
-    "store async",
-    "seed",
-    "floor",
-    "seed ÷ store",
-    "store ÷ floor",
-    "round trips (store/seed/floor)",
-    "right? (store/seed/floor)",
-]
-DETAIL_COLUMNS = [
-    "N",
-    "system",
-    "median",
-    "p99",
-    "ops/s",
-    "round trips",
-    "commands",
-    "runs",
-    "right?",
-    "note",
-]
-CONCURRENCY_COLUMNS = [
-    "system",
-    "ops done",
-    "time",
-    "final / expected length",
-    "lost",
-    "duplicated",
-    "deleted but back",
-    "out of order",
-    "op errors",
-    "note",
-]
-TARGET_COLUMNS = ["target", "measured", "status"]
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a table, the same on the terminal and in Markdown."""
+
+    title: str
+    align: str = "r"  # "l" for text, "r" for numbers
+
+
+@dataclass
+class Table:
+    columns: Sequence[Column]
+    rows: list[list[str]]
+    wrong: list[bool] = field(default_factory=list)  # per row: a result in it is wrong
+
+
+def _text(title: str) -> Column:
+    return Column(title, "l")
+
+
+HEADLINE_COLUMNS = (
+    _text("operation"),
+    Column("N"),
+    Column("store"),
+    Column("store async"),
+    Column("seed"),
+    Column("floor"),
+    Column("seed ÷ store"),
+    Column("store ÷ floor"),
+    Column("round trips (store/seed/floor)"),
+    Column("right? (store/seed/floor)"),
+)
+DETAIL_COLUMNS = (
+    Column("N"),
+    _text("system"),
+    Column("median"),
+    Column("p99"),
+    Column("ops/s"),
+    Column("round trips"),
+    Column("commands"),
+    Column("runs"),
+    Column("right?"),
+    _text("note"),
+)
+CONCURRENCY_COLUMNS = (
+    _text("system"),
+    Column("ops done"),
+    Column("time"),
+    Column("final / expected length"),
+    Column("lost"),
+    Column("duplicated"),
+    Column("deleted but back"),
+    Column("out of order"),
+    Column("op errors"),
+    _text("note"),
+)
+TARGET_COLUMNS = (_text("target"), Column("measured"), _text("status"))
 
 PLOT_COLORS = {"sync": "tab:blue", "async": "tab:cyan", "seed": "tab:red", "floor": "tab:gray"}
 
@@ -108,12 +129,20 @@ def _right(cell: Cell | None) -> str:
     return "yes" if cell.correct else "NO"
 
 
-def headline_rows(report: BenchReport) -> list[list[str]]:
-    rows = []
+def _wrong(cell: Cell | None) -> bool:
+    return cell is not None and cell.status == "ok" and cell.correct is False
+
+
+RIGHT_SYSTEMS = ("sync", "seed", "floor")  # in the headline's round trips and right? columns
+
+
+def headline_table(report: BenchReport) -> Table:
+    table = Table(HEADLINE_COLUMNS, [])
     for op in OPERATIONS:
         for size in report.config.sizes:
             cells = {name: report.cell(name, op, size) for name in SYSTEMS}
-            rows.append(
+            table.wrong.append(any(_wrong(cells[name]) for name in RIGHT_SYSTEMS))
+            table.rows.append(
                 [
                     OPERATION_LABELS[op],
                     f"{size:,}",
@@ -123,15 +152,15 @@ def headline_rows(report: BenchReport) -> list[list[str]]:
                     _latency(cells["floor"]),
                     format_ratio(report.ratio("seed", "sync", op, size)),
                     format_ratio(report.ratio("sync", "floor", op, size)),
-                    "/".join(_round_trips(cells[name]) for name in ("sync", "seed", "floor")),
-                    "/".join(_right(cells[name]) for name in ("sync", "seed", "floor")),
+                    "/".join(_round_trips(cells[name]) for name in RIGHT_SYSTEMS),
+                    "/".join(_right(cells[name]) for name in RIGHT_SYSTEMS),
                 ]
             )
-    return rows
+    return table
 
 
-def detail_rows(report: BenchReport, op: str) -> list[list[str]]:
-    rows = []
+def detail_table(report: BenchReport, op: str) -> Table:
+    table = Table(DETAIL_COLUMNS, [])
     for size in report.config.sizes:
         for name in SYSTEMS:
             cell = report.cell(name, op, size)
@@ -145,7 +174,8 @@ def detail_rows(report: BenchReport, op: str) -> list[list[str]]:
             if cell.error:
                 notes.append(cell.error)
             ok = cell.status == "ok"
-            rows.append(
+            table.wrong.append(_wrong(cell))
+            table.rows.append(
                 [
                     f"{size:,}",
                     SHORT_LABELS[name],
@@ -159,10 +189,14 @@ def detail_rows(report: BenchReport, op: str) -> list[list[str]]:
                     "; ".join(notes),
                 ]
             )
-    return rows
+    return table
 
 
-def concurrency_rows(report: BenchReport) -> list[list[str]]:
+def concurrency_table(report: BenchReport) -> Table:
+    return Table(CONCURRENCY_COLUMNS, _concurrency_rows(report))
+
+
+def _concurrency_rows(report: BenchReport) -> list[list[str]]:
     rows = []
     for result in report.concurrency:
         if result.status != "ok":
@@ -192,8 +226,9 @@ def concurrency_rows(report: BenchReport) -> list[list[str]]:
     return rows
 
 
-def target_rows(report: BenchReport) -> list[list[str]]:
-    return [[t.description, t.value, t.status.upper()] for t in report.targets()]
+def target_table(report: BenchReport) -> Table:
+    rows = [[t.description, t.value, t.status.upper()] for t in report.targets()]
+    return Table(TARGET_COLUMNS, rows)
 
 
 def notes(report: BenchReport) -> list[str]:
@@ -224,24 +259,14 @@ def notes(report: BenchReport) -> list[str]:
     return lines
 
 
-def markdown_table(
-    columns: Sequence[str], rows: Sequence[Sequence[str]], align: str | None = None
-) -> str:
-    """A Markdown table; ``align`` is one letter per column, "l" or "r" (else: text columns
-    left, numbers right)."""
-
+def markdown_table(table: Table) -> str:
     def line(values: Sequence[str]) -> str:
         return "| " + " | ".join(value.replace("|", "\\|") for value in values) + " |"
 
-    numeric = {
-        index
-        for index, column in enumerate(columns)
-        if column not in ("operation", "system", "note", "target", "status")
-    }
-    if align is None:
-        align = "".join("r" if i in numeric else "l" for i in range(len(columns)))
-    separator = "| " + " | ".join("---:" if a == "r" else "---" for a in align) + " |"
-    return "\n".join([line(columns), separator, *(line(row) for row in rows)])
+    aligns = ("---:" if column.align == "r" else "---" for column in table.columns)
+    separator = "| " + " | ".join(aligns) + " |"
+    titles = [column.title for column in table.columns]
+    return "\n".join([line(titles), separator, *(line(row) for row in table.rows)])
 
 
 def render_markdown(report: BenchReport, plots: Sequence[str] = ()) -> str:
@@ -257,22 +282,23 @@ def render_markdown(report: BenchReport, plots: Sequence[str] = ()) -> str:
         "## Machine",
         "",
         markdown_table(
-            ["", ""],
-            [
-                ["CPU", str(machine.get("cpu"))],
-                ["cores", str(machine.get("cores"))],
-                ["platform", str(machine.get("platform"))],
-                ["Python", str(machine.get("python"))],
-                ["redis-py", f"{machine.get('redis_py')} (hiredis {machine.get('hiredis')})"],
-                ["Redis server", f"{server.get('version')} ({server.get('mode')} server)"],
-                ["pydantic", str(machine.get("pydantic"))],
+            Table(
+                (_text(""), _text("")),
                 [
-                    "seed",
-                    f"llama-index-storage-chat-store-redis {machine.get('seed')}, "
-                    f"llama-index-core {machine.get('llama_index_core')}",
+                    ["CPU", str(machine.get("cpu"))],
+                    ["cores", str(machine.get("cores"))],
+                    ["platform", str(machine.get("platform"))],
+                    ["Python", str(machine.get("python"))],
+                    ["redis-py", f"{machine.get('redis_py')} (hiredis {machine.get('hiredis')})"],
+                    ["Redis server", f"{server.get('version')} ({server.get('mode')} server)"],
+                    ["pydantic", str(machine.get("pydantic"))],
+                    [
+                        "seed",
+                        f"llama-index-storage-chat-store-redis {machine.get('seed')}, "
+                        f"llama-index-core {machine.get('llama_index_core')}",
+                    ],
                 ],
-            ],
-            align="ll",
+            )
         ),
         "",
         "## Latency",
@@ -284,13 +310,13 @@ def render_markdown(report: BenchReport, plots: Sequence[str] = ()) -> str:
         "seed ÷ store: how many times faster this store is; store ÷ floor: what it costs over "
         "the floor.",
         "",
-        markdown_table(HEADLINE_COLUMNS, headline_rows(report)),
+        markdown_table(headline_table(report)),
         "",
         "## Targets",
         "",
         "Checked against this run's own numbers, with the sync store.",
         "",
-        markdown_table(TARGET_COLUMNS, target_rows(report)),
+        markdown_table(target_table(report)),
         "",
         "## Concurrency",
         "",
@@ -302,14 +328,14 @@ def render_markdown(report: BenchReport, plots: Sequence[str] = ()) -> str:
         "nobody wrote). Out of order: neighbours within one writer's messages (the starting "
         "conversation, each client's appends) in the wrong order.",
         "",
-        markdown_table(CONCURRENCY_COLUMNS, concurrency_rows(report)),
+        markdown_table(concurrency_table(report)),
         "",
         "## Every cell",
         "",
     ]
     for op in OPERATIONS:
         out += [f"### {OPERATION_LABELS[op]}", "", f"Floor: `{FLOOR_DEFINITIONS[op]}`", ""]
-        out += [markdown_table(DETAIL_COLUMNS, detail_rows(report, op)), ""]
+        out += [markdown_table(detail_table(report, op)), ""]
     out += [
         "## The floor",
         "",
