@@ -892,17 +892,27 @@ def test_a_corrupt_element_is_named_and_left_in_place(
 def test_a_message_llama_index_cannot_read_is_named_not_lost(
     store: RedisChatStore, redis_client: redis.Redis
 ) -> None:
-    # Valid for atomic-chat-store, but a block type this LlamaIndex does not know.
-    future = b'{"role":"user","additional_kwargs":{},"blocks":[{"block_type":"hologram"}]}'
+    # Valid for atomic-chat-store, but a block type this LlamaIndex does not know; written by
+    # another program, so that re-encoding it would not give its bytes back.
+    future = b'{"role": "user", "blocks": [{"block_type": "hologram"}], "trace_id": "t-1"}'
     redis_client.rpush("chat", m("ok").model_dump_json(), future, m("end").model_dump_json())
     with pytest.raises(CorruptMessageError) as caught:
         store.get_messages("chat")
     assert caught.value.index == 1 and not caught.value.removed
-    assert b"hologram" in caught.value.raw
+    assert caught.value.raw == future  # the bytes as stored
     with pytest.raises(CorruptMessageError) as caught:
         store.delete_message("chat", 1)
-    assert caught.value.removed and b"hologram" in caught.value.raw  # its content, to keep
+    assert caught.value.index == 1 and caught.value.removed
+    assert caught.value.raw == future  # the removed bytes, to keep
     assert texts(store.get_messages("chat")) == ["ok", "end"]
+    redis_client.rpush("chat", future)
+    with pytest.raises(CorruptMessageError) as caught:
+        store.delete_last_message("chat")
+    assert (caught.value.index, caught.value.removed, caught.value.raw) == (-1, True, future)
+    redis_client.rpush("chat", future)
+    with pytest.raises(CorruptMessageError) as caught:
+        store.delete_messages("chat")
+    assert (caught.value.index, caught.value.removed, caught.value.raw) == (2, True, future)
 
 
 def test_messages_over_the_limit_are_refused_before_sending(

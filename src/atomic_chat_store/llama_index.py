@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from functools import partial
 from typing import Any, TypeVar
 
 import redis
@@ -37,8 +38,8 @@ from pydantic import Field, PrivateAttr, TypeAdapter
 
 from . import operations as ops
 from .aio import AsyncRedisChatStore
-from .errors import CorruptMessageError
-from .messages import DEFAULT_MAX_MESSAGE_BYTES, ChatMessage, to_chat_message
+from .errors import ChatStoreError, CorruptMessageError
+from .messages import DEFAULT_MAX_MESSAGE_BYTES, ChatMessage, decode_conversation, to_chat_message
 from .store import RedisChatStore as SyncRedisChatStore
 
 __all__ = ["RedisChatStore", "from_llama_message", "to_llama_message"]
@@ -48,6 +49,9 @@ R = TypeVar("R")
 DEFAULT_REDIS_URL = "redis://localhost:6379"  # LlamaIndex's default, kept as is
 
 _LLAMA_CONVERSATION = TypeAdapter(list[LlamaChatMessage])
+# What LlamaIndex's model raises on data it cannot read: pydantic's ValidationError (a
+# ValueError), or what one of its own validators lets through.
+_REJECTED = (ValueError, TypeError, AttributeError)
 
 
 def to_llama_message(message: ChatMessage) -> LlamaChatMessage:
@@ -62,65 +66,78 @@ def from_llama_message(message: LlamaChatMessage) -> ChatMessage:
     return to_chat_message(message)
 
 
-def _to_llama(key: str, index: int, message: ChatMessage, *, removed: bool) -> LlamaChatMessage:
-    try:
-        return to_llama_message(message)
-    except (ValueError, TypeError, AttributeError) as error:  # ValidationError is a ValueError
-        raise CorruptMessageError(
-            key,
-            index,
-            message.model_dump_json().encode(),
-            f"not a LlamaIndex ChatMessage: {error}",
-            removed=removed,
-        ) from None
-
-
-def _to_llama_list(
-    key: str, messages: Sequence[ChatMessage], *, removed: bool
-) -> list[LlamaChatMessage]:
-    return [_to_llama(key, i, message, removed=removed) for i, message in enumerate(messages)]
-
-
+# Writes hand LlamaIndex's messages straight to ``operations``: their own ``model_dump_json()``
+# is stored once its shape is checked, never converted to our model first.
+#
 # Reads decode Redis's reply straight into LlamaIndex's model, as LlamaIndex's store does: a
 # detour through our model would validate every message twice. Only when that fails is the
-# reply decoded by the operation itself, to raise the typed error naming the element at fault.
+# reply decoded by the operation itself, to raise the typed error naming the element at fault;
+# an element only LlamaIndex's model refuses is named next, with its bytes as stored.
 
 
-def _read_conversation(
-    operation: ops.Operation[Any], *, removed: bool
-) -> ops.Operation[list[LlamaChatMessage] | None]:
-    """``operation`` (LRANGE or delete_all) answering LlamaIndex messages; None when it answers
-    None (delete_all of a missing key)."""
+def _llama_message(
+    operation: ops.Operation[Any], index: int, raw: bytes, *, removed: bool
+) -> LlamaChatMessage:
+    """One stored element as LlamaIndex's message, else CorruptMessageError holding ``raw``."""
+    try:
+        return LlamaChatMessage.model_validate_json(raw)
+    except _REJECTED as error:
+        reason = f"not a LlamaIndex ChatMessage: {error}"
+    raise CorruptMessageError(operation.chat_key, index, raw, reason, removed=removed)
+
+
+def _llama_messages(
+    operation: ops.Operation[Any], reply: Sequence[bytes | str], *, removed: bool
+) -> list[LlamaChatMessage]:
+    raws = [ops.as_bytes(raw) for raw in reply]
+    try:  # the whole conversation in one validation call
+        return decode_conversation(raws, _LLAMA_CONVERSATION)
+    except _REJECTED:
+        pass
+    operation.decode(reply)  # raises CorruptMessageError for an element our model refuses too
+    for index, raw in enumerate(raws):
+        _llama_message(operation, index, raw, removed=removed)  # raises for the one at fault
+    raise ChatStoreError(  # pragma: no cover - each element reads alone, the list does not
+        f"key {operation.chat_key!r} could not be decoded as one list"
+    )
+
+
+def _get_all(config: ops.StoreConfig, key: str) -> ops.Operation[list[LlamaChatMessage]]:
+    """LRANGE answering LlamaIndex messages; ``[]`` for a missing key."""
+    operation = ops.get_messages(config, key)
+    return operation.with_decoder(partial(_llama_messages, operation, removed=False))
+
+
+def _delete_all(config: ops.StoreConfig, key: str) -> ops.Operation[list[LlamaChatMessage] | None]:
+    """delete_messages answering the removed LlamaIndex messages; None when there were none."""
+    operation = ops.delete_messages(config, key)
 
     def decode(reply: Sequence[bytes | str]) -> list[LlamaChatMessage] | None:
-        raws = [ops.as_bytes(raw) for raw in reply]
-        if raws:
-            try:  # the whole conversation in one validation call
-                messages = _LLAMA_CONVERSATION.validate_json(b"[" + b",".join(raws) + b"]")
-                if len(messages) == len(raws):  # an element of ``{..},{..}`` would pass as two
-                    return messages
-            except (ValueError, TypeError, AttributeError):  # ValidationError is a ValueError
-                pass
-        ours: list[ChatMessage] | None = operation.decode(reply)  # raises CorruptMessageError
-        return None if ours is None else _to_llama_list(operation.chat_key, ours, removed=removed)
+        return _llama_messages(operation, reply, removed=True) or None
 
     return operation.with_decoder(decode)
 
 
-def _read_one(
-    operation: ops.Operation[ChatMessage | None], index: int
+def _delete_one(
+    config: ops.StoreConfig, key: str, idx: int | None
 ) -> ops.Operation[LlamaChatMessage | None]:
-    """A delete answering the removed element as a LlamaIndex message, or None."""
+    """delete_message at ``idx``, or delete_last_message when ``idx`` is None, answering the
+    removed element as a LlamaIndex message; None when nothing was removed."""
+    if idx is None:  # -1 names the last element, as in CorruptMessageError
+        operation, index = ops.delete_last_message(config, key), -1
+    else:
+        operation, index = ops.delete_message(config, key, idx), idx  # idx is checked here
 
     def decode(reply: bytes | str | None) -> LlamaChatMessage | None:
         if reply is None:
             return None
+        raw = ops.as_bytes(reply)
         try:
-            return LlamaChatMessage.model_validate_json(ops.as_bytes(reply))
-        except (ValueError, TypeError, AttributeError):
+            return LlamaChatMessage.model_validate_json(raw)
+        except _REJECTED:
             pass
-        ours = operation.decode(reply)  # raises CorruptMessageError
-        return None if ours is None else _to_llama(operation.chat_key, index, ours, removed=True)
+        operation.decode(reply)  # raises CorruptMessageError when our model refuses it too
+        return _llama_message(operation, index, raw, removed=True)  # raises
 
     return operation.with_decoder(decode)
 
@@ -231,10 +248,7 @@ class RedisChatStore(BaseChatStore):
 
     def get_messages(self, key: str) -> list[LlamaChatMessage]:
         """The conversation, oldest first; ``[]`` for a missing key."""
-        messages = self._execute(
-            _read_conversation(ops.get_messages(self._current_config(), key), removed=False)
-        )
-        return messages or []
+        return self._execute(_get_all(self._current_config(), key))
 
     def add_message(self, key: str, message: LlamaChatMessage, idx: int | None = None) -> None:
         """Append, or insert before ``idx`` by ``list.insert`` rules; one script either way."""
@@ -242,18 +256,16 @@ class RedisChatStore(BaseChatStore):
 
     def delete_messages(self, key: str) -> list[LlamaChatMessage] | None:
         """Remove the conversation; returns what it held, None when it held nothing."""
-        return self._execute(
-            _read_conversation(ops.delete_messages(self._current_config(), key), removed=True)
-        )
+        return self._execute(_delete_all(self._current_config(), key))
 
     def delete_message(self, key: str, idx: int) -> LlamaChatMessage | None:
         """Remove and return the message at ``0 <= idx < len``, keeping the others' order;
         None (and nothing changes) for any other index."""
-        return self._execute(_read_one(ops.delete_message(self._current_config(), key, idx), idx))
+        return self._execute(_delete_one(self._current_config(), key, idx))
 
     def delete_last_message(self, key: str) -> LlamaChatMessage | None:
         """Remove and return the last message; None when there is none."""
-        return self._execute(_read_one(ops.delete_last_message(self._current_config(), key), -1))
+        return self._execute(_delete_one(self._current_config(), key, None))
 
     def get_keys(self) -> list[str]:
         """Every key holding a list, sorted: an incremental SCAN, never KEYS."""
@@ -265,10 +277,7 @@ class RedisChatStore(BaseChatStore):
         await self._aexecute(ops.set_messages(self._current_config(), key, messages))
 
     async def aget_messages(self, key: str) -> list[LlamaChatMessage]:
-        messages = await self._aexecute(
-            _read_conversation(ops.get_messages(self._current_config(), key), removed=False)
-        )
-        return messages or []
+        return await self._aexecute(_get_all(self._current_config(), key))
 
     async def async_add_message(
         self, key: str, message: LlamaChatMessage, idx: int | None = None
@@ -276,19 +285,13 @@ class RedisChatStore(BaseChatStore):
         await self._aexecute(ops.add_message(self._current_config(), key, message, idx))
 
     async def adelete_messages(self, key: str) -> list[LlamaChatMessage] | None:
-        return await self._aexecute(
-            _read_conversation(ops.delete_messages(self._current_config(), key), removed=True)
-        )
+        return await self._aexecute(_delete_all(self._current_config(), key))
 
     async def adelete_message(self, key: str, idx: int) -> LlamaChatMessage | None:
-        return await self._aexecute(
-            _read_one(ops.delete_message(self._current_config(), key, idx), idx)
-        )
+        return await self._aexecute(_delete_one(self._current_config(), key, idx))
 
     async def adelete_last_message(self, key: str) -> LlamaChatMessage | None:
-        return await self._aexecute(
-            _read_one(ops.delete_last_message(self._current_config(), key), -1)
-        )
+        return await self._aexecute(_delete_one(self._current_config(), key, None))
 
     async def aget_keys(self) -> list[str]:
         store = self._async_store()
