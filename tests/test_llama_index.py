@@ -25,6 +25,7 @@ from llama_index.storage.chat_store.redis import RedisChatStore as SeedChatStore
 
 from atomic_chat_store import ChatMessage as OurChatMessage
 from atomic_chat_store import CorruptMessageError, MessageTooLargeError, WrongTypeError
+from atomic_chat_store import messages as acs_messages
 from atomic_chat_store.llama_index import RedisChatStore, from_llama_message, to_llama_message
 from conftest import round_trips
 
@@ -445,12 +446,17 @@ async def test_async_methods_use_the_async_client_not_a_thread(
     astore: RedisChatStore, redis_client: redis.Redis, monitored: Any
 ) -> None:
     await astore.aset_messages("chat", [m("warm up")])  # connects, loads the script
+    astore.get_messages("chat")  # connects the sync client
     with monitored() as seen:
+        astore.get_messages("chat")
         await astore.aset_messages("chat", [m("a"), m("b")])
         await astore.aget_messages("chat")
+        await astore.aget_keys()
     sent = round_trips(seen)
-    assert [c.name for c in sent] == ["EVALSHA", "LRANGE"]
-    assert sent[0].client == sent[1].client  # one connection of the loop's async client
+    assert [c.name for c in sent] == ["LRANGE", "EVALSHA", "LRANGE", "SCAN"]
+    sync_connection, *async_connections = (c.client for c in sent)
+    # One connection of the loop's async client, not the sync client's (from a worker thread).
+    assert set(async_connections) == {async_connections[0]} != {sync_connection}
 
 
 async def test_a_given_sync_client_alone_serves_the_async_methods_too(
@@ -923,6 +929,22 @@ def test_messages_over_the_limit_are_refused_before_sending(
         chat_store.set_messages("chat", [m("small"), m("x" * 2_000)])
     assert redis_client.exists("chat") == 0
     chat_store.close()
+
+
+def test_writes_store_llama_index_json_without_converting_it(
+    store: RedisChatStore, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # LlamaIndex's messages go straight to the operations, which store their own JSON once its
+    # shape is checked: never rebuilt as our model first, which would encode each one twice.
+    def refuse(message: object) -> OurChatMessage:
+        raise AssertionError(f"converted to our model: {message!r}")
+
+    monkeypatch.setattr(acs_messages, "to_chat_message", refuse)
+    messages = rich_messages()
+    store.set_messages("chat", messages)
+    store.add_message("chat", m("appended"))
+    store.add_message("chat", m("inserted"), idx=0)
+    assert stored(redis_client, "chat") == stored_json([m("inserted"), *messages, m("appended")])
 
 
 def test_messages_may_also_be_given_as_text_blocks_lists(
