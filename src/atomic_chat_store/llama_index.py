@@ -18,7 +18,8 @@ Needs LlamaIndex: ``pip install 'atomic-chat-store[llama-index]'``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from functools import partial
 from typing import Any, TypeVar
 
@@ -39,7 +40,7 @@ from pydantic import Field, PrivateAttr, TypeAdapter
 from . import operations as ops
 from .aio import AsyncRedisChatStore
 from .errors import ChatStoreError, CorruptMessageError
-from .messages import DEFAULT_MAX_MESSAGE_BYTES, ChatMessage, decode_conversation, to_chat_message
+from .messages import ChatMessage, decode_conversation, to_chat_message
 from .store import RedisChatStore as SyncRedisChatStore
 
 __all__ = ["RedisChatStore", "from_llama_message", "to_llama_message"]
@@ -142,32 +143,51 @@ def _delete_one(
     return operation.with_decoder(decode)
 
 
+_LoopStores = dict[
+    asyncio.AbstractEventLoop, tuple[AsyncRedisChatStore, AsyncGenerator[None, None]]
+]
+
+
+async def _closed_with_its_loop(
+    stores: _LoopStores, loop: asyncio.AbstractEventLoop
+) -> AsyncGenerator[None, None]:
+    """Suspended once started; finalised by ``loop`` when it shuts its async generators down
+    (``asyncio.run`` and ``asyncio.Runner`` do, at their end), or by ``aclose()``: then removes
+    the loop's store and closes its client in that loop, the only one it can be closed in."""
+    try:
+        yield
+    finally:
+        store, _ = stores.pop(loop)
+        await store.aclose()
+
+
 class RedisChatStore(BaseChatStore):
     """LlamaIndex chat store on Redis: every edit one atomic Lua script, one round trip.
 
     ``redis_client`` (a ``redis.Redis``) and ``aredis_client`` (a ``redis.asyncio.Redis``) are
-    used as given. Without them, clients are made from ``redis_url`` and ``**kwargs`` (options of
-    ``redis.Redis.from_url``): the sync one at once (it connects on first use), the async one on
-    first async call, one per event loop, so that ``asyncio.run`` called twice works. Given only
-    ``redis_client`` (and the default ``redis_url``), the async methods run the sync client in a
-    worker thread rather than open a connection to a server nobody named.
+    used as given, and left open. Without them, clients are made from ``redis_url`` and
+    ``**kwargs`` (options of ``redis.Redis.from_url``): the sync one at once (it connects on first
+    use), the async ones on first async call, one per event loop, so that ``asyncio.run`` called
+    twice works. Each is closed when its loop shuts down (``asyncio.run`` ends), or by ``aclose()``
+    in its loop. Given only ``redis_client`` (and the default ``redis_url``), the async methods run
+    the sync client in a worker thread rather than open a connection to a server nobody named.
 
-    ``ttl`` (seconds; None or 0: no expiry) is refreshed by every write, inside its script.
-    A message whose JSON is over ``max_message_bytes`` (default 4 MiB) is refused before sending.
+    ``ttl`` (seconds; None or 0: no expiry) is refreshed by every write, inside its script; a
+    reassigned ``ttl`` applies from the next call. A message whose JSON is over
+    ``max_message_bytes`` (default 4 MiB) is refused before sending.
     """
 
     redis_url: str = Field(default=DEFAULT_REDIS_URL, description="Redis URL.")
     ttl: int | None = Field(default=None, description="Time to live in seconds.")
 
+    _config: ops.StoreConfig = PrivateAttr()
     _store: SyncRedisChatStore = PrivateAttr()
     _given_async: AsyncRedisChatStore | None = PrivateAttr(default=None)
-    _async_from_url: bool = PrivateAttr(default=False)
-    _async_stores: dict[asyncio.AbstractEventLoop, AsyncRedisChatStore] = PrivateAttr(
-        default_factory=dict
-    )
-    _client_kwargs: dict[str, Any] = PrivateAttr(default_factory=dict)
-    _max_message_bytes: int = PrivateAttr(default=DEFAULT_MAX_MESSAGE_BYTES)
-    _config: ops.StoreConfig = PrivateAttr()
+    # Makes each loop's async store from the URL; None when ``_given_async`` serves every loop,
+    # or, both None, when the async methods run ``_store`` in a worker thread.
+    _new_async: Callable[[], AsyncRedisChatStore] | None = PrivateAttr(default=None)
+    # Each running loop's store, with the generator that closes it and removes it from here.
+    _loop_stores: _LoopStores = PrivateAttr(default_factory=dict)
 
     def __init__(
         self,
@@ -181,20 +201,18 @@ class RedisChatStore(BaseChatStore):
     ) -> None:
         # mypy sees the base's dataclass-style __init__, which knows no field of this class.
         super().__init__(redis_url=redis_url, ttl=ttl)  # type: ignore[call-arg]
-        self._max_message_bytes = (
-            DEFAULT_MAX_MESSAGE_BYTES if max_message_bytes is None else max_message_bytes
-        )
-        self._config = self._build_config()  # bad ttl or limit: refused here, not on first use
-        self._client_kwargs = dict(kwargs)
+        # LlamaIndex's store reads ``self.ttl`` on every call, 0 meaning "no expiry": both kept
+        # (see _current_config). A bad ttl or limit is refused here, not on first use.
+        self._config = ops.StoreConfig.build(ttl=ttl or None, max_message_bytes=max_message_bytes)
         self._store = (
             SyncRedisChatStore(redis_client)
             if redis_client is not None
-            else SyncRedisChatStore(url=self.redis_url, **kwargs)
+            else SyncRedisChatStore(url=redis_url, **kwargs)
         )
         if aredis_client is not None:
             self._given_async = AsyncRedisChatStore(aredis_client)
-        else:
-            self._async_from_url = redis_client is None or self.redis_url != DEFAULT_REDIS_URL
+        elif redis_client is None or redis_url != DEFAULT_REDIS_URL:
+            self._new_async = partial(AsyncRedisChatStore, url=redis_url, **kwargs)
 
     @classmethod
     def class_name(cls) -> str:
@@ -203,42 +221,41 @@ class RedisChatStore(BaseChatStore):
 
     # -- plumbing ---------------------------------------------------------------------------------
 
-    def _build_config(self) -> ops.StoreConfig:
-        # LlamaIndex's store reads ``self.ttl`` on every call, 0 meaning "no expiry": both kept.
-        return ops.StoreConfig.build(
-            namespace="", ttl=self.ttl or None, max_message_bytes=self._max_message_bytes
-        )
-
     def _current_config(self) -> ops.StoreConfig:
-        if self._config.ttl_ms != ops.ttl_to_ms(self.ttl or None):  # ``ttl`` was reassigned
-            self._config = self._build_config()
+        ttl_ms = ops.ttl_to_ms(self.ttl or None)
+        if ttl_ms != self._config.ttl_ms:  # ``ttl`` was reassigned
+            self._config = dataclasses.replace(self._config, ttl_ms=ttl_ms)
         return self._config
 
-    def _async_store(self) -> AsyncRedisChatStore | None:
+    async def _async_store(self) -> AsyncRedisChatStore | None:
         """The async store for the running loop; None when async calls go through a thread."""
-        if self._given_async is not None:
+        if self._new_async is None:
             return self._given_async
-        if not self._async_from_url:
-            return None
         loop = asyncio.get_running_loop()
-        store = self._async_stores.get(loop)
+        entry = self._loop_stores.get(loop)
+        if entry is None:
+            closer = _closed_with_its_loop(self._loop_stores, loop)
+            entry = self._loop_stores[loop] = (self._new_async(), closer)
+            await anext(closer)  # started in the loop: the loop finalises it when it shuts down
+        return entry[0]
+
+    async def _arun(
+        self,
+        in_thread: Callable[[SyncRedisChatStore], R],
+        native: Callable[[AsyncRedisChatStore], Awaitable[R]],
+    ) -> R:
+        store = await self._async_store()
         if store is None:
-            # A client is bound to the loop it first ran in. Those of closed loops (asyncio.run
-            # called again) can no longer be closed: they are dropped, for the garbage collector.
-            for closed in [other for other in list(self._async_stores) if other.is_closed()]:
-                self._async_stores.pop(closed, None)
-            store = AsyncRedisChatStore(url=self.redis_url, **self._client_kwargs)
-            self._async_stores[loop] = store
-        return store
+            return await asyncio.to_thread(in_thread, self._store)
+        return await native(store)
 
     def _execute(self, operation: ops.Operation[R]) -> R:
         return self._store.execute(operation)
 
     async def _aexecute(self, operation: ops.Operation[R]) -> R:
-        store = self._async_store()
-        if store is None:
-            return await asyncio.to_thread(self._store.execute, operation)
-        return await store.execute(operation)
+        return await self._arun(
+            lambda store: store.execute(operation), lambda store: store.execute(operation)
+        )
 
     # -- sync -------------------------------------------------------------------------------------
 
@@ -294,10 +311,7 @@ class RedisChatStore(BaseChatStore):
         return await self._aexecute(_delete_one(self._current_config(), key, None))
 
     async def aget_keys(self) -> list[str]:
-        store = self._async_store()
-        if store is None:
-            return await asyncio.to_thread(self._store.get_keys)
-        return await store.get_keys()
+        return await self._arun(SyncRedisChatStore.get_keys, AsyncRedisChatStore.get_keys)
 
     # -- closing ----------------------------------------------------------------------------------
 
@@ -306,7 +320,10 @@ class RedisChatStore(BaseChatStore):
         self._store.close()
 
     async def aclose(self) -> None:
-        """Close the async client this store made for the running loop, if any."""
-        store = self._async_stores.pop(asyncio.get_running_loop(), None)
-        if store is not None:
-            await store.aclose()
+        """Close the async client this store made for the running loop, if any (a given one is
+        left open); a later async call in this loop makes a new one. Each is also closed when its
+        loop shuts its async generators down, as ``asyncio.run`` does: a loop closed without that
+        (``loop.close()`` by hand) needs ``aclose()`` first."""
+        entry = self._loop_stores.get(asyncio.get_running_loop())
+        if entry is not None:
+            await entry[1].aclose()  # runs its ``finally``: removes the store, closes its client
