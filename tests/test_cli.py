@@ -3,12 +3,14 @@ server and against the tests' server through --url."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -436,6 +438,78 @@ def test_report_tables_flag_wrong_rows_from_the_cells():
     assert table.wrong == [op == "delete_middle" for op in OPERATIONS]
     separator = markdown_table(table).splitlines()[1]
     assert separator == "| --- | " + " | ".join(["---:"] * (len(HEADLINE_COLUMNS) - 1)) + " |"
+
+
+class _SlowStore:
+    """A store whose every call takes a while, counting the calls that ran."""
+
+    def __init__(self, asynchronous: bool) -> None:
+        self.calls = 0
+        self.asynchronous = asynchronous
+
+    def _call(self) -> Any:
+        if self.asynchronous:
+
+            async def slow() -> None:
+                await asyncio.sleep(0.02)
+                self.calls += 1
+
+            return slow()
+        time.sleep(0.02)
+        self.calls += 1
+        return None
+
+    def add_message(self, key: str, message: Any, idx: int | None = None) -> Any:
+        return self._call()
+
+    def delete_message(self, key: str, idx: int) -> Any:
+        return self._call()
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["threads", "tasks"])
+def test_timed_out_clients_are_stopped_before_the_analysis(asynchronous):
+    from atomic_chat_store.bench import concurrency
+    from atomic_chat_store.bench.systems import AsyncStore, SyncStore
+
+    config = BenchConfig(clients=3, client_ops=200, concurrency_size=10)
+    plans = concurrency.make_plans(config)
+    store = _SlowStore(asynchronous)
+    loop = asyncio.new_event_loop()
+    try:
+        kind = AsyncStore if asynchronous else SyncStore
+        system: Any = kind.__new__(kind)  # no client: the slow store stands in
+        system.prefix, system.store, system.loop = "acs-bench:x:", store, loop
+        run = concurrency.run_tasks if asynchronous else concurrency.run_threads
+        started = time.monotonic()
+        logs, timed_out = run(system, "k", plans, 0.3)
+        assert time.monotonic() - started < 5
+        assert timed_out
+        assert not [t for t in threading.enumerate() if t.name.startswith("acs-bench-client")]
+        done = store.calls
+        time.sleep(0.1)
+        assert store.calls == done, "a client kept going after the run returned"
+        assert 0 < sum(log.completed for log in logs) == done < 3 * 200
+    finally:
+        loop.close()
+
+
+def test_a_poll_that_raises_stops_the_clients():
+    from atomic_chat_store.bench import concurrency
+    from atomic_chat_store.bench.systems import SyncStore
+
+    plans = concurrency.make_plans(BenchConfig(clients=2, client_ops=500, concurrency_size=10))
+    store = _SlowStore(asynchronous=False)
+    system: Any = SyncStore.__new__(SyncStore)
+    system.prefix, system.store = "acs-bench:x:", store
+
+    def interrupt() -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        concurrency.run_threads(system, "k", plans, 60.0, interrupt)
+    done = store.calls
+    time.sleep(0.1)
+    assert store.calls == done < 2 * 500
 
 
 def test_unreachable_url_fails_cleanly(capsys):

@@ -25,6 +25,9 @@ from .data import BenchMessage, ident_of, make_message
 from .model import BenchConfig, ConcurrencyResult
 from .systems import AsyncStore, Floor, System
 
+POLL_S = 0.1  # how often the waiting caller looks at the clock and calls its poll
+STOP_GRACE_S = 90.0  # for the clients to finish the step they are in once told to stop
+
 # One step of one client: ("append" | "insert" | "delete", index, message or None).
 Step = tuple[str, int, BenchMessage | None]
 
@@ -120,13 +123,25 @@ def _apply(log: ClientLog, kind: str, message: BenchMessage | None, removed: str
     log.completed += 1
 
 
+def _nothing() -> None:
+    pass
+
+
 def run_threads(
-    system: System, key: str, plans: Sequence[Sequence[Step]], timeout_s: float
+    system: System,
+    key: str,
+    plans: Sequence[Sequence[Step]],
+    timeout_s: float,
+    poll: Callable[[], None] = _nothing,
 ) -> tuple[list[ClientLog], bool]:
+    """The clients as threads; returns their logs and whether the time limit stopped them.
+
+    Every client checks a shared stop event before each step; it is set at the time limit or
+    when ``poll`` (called every ``POLL_S`` while waiting: the run's Ctrl-C check) raises, and
+    every thread is then joined, so no client writes once this returns or raises."""
     step = _sync_step(system, system.api_key(key))
     logs = [ClientLog() for _ in plans]
     barrier = threading.Barrier(len(plans))
-    deadline = time.monotonic() + timeout_s
     stop = threading.Event()
 
     def client(number: int) -> None:
@@ -134,7 +149,7 @@ def run_threads(
         with contextlib.suppress(threading.BrokenBarrierError):
             barrier.wait(timeout=min(10.0, timeout_s))
         for kind, index, message in plans[number]:
-            if stop.is_set() or time.monotonic() > deadline:
+            if stop.is_set():
                 return
             try:
                 removed = step(kind, index, message)
@@ -149,28 +164,53 @@ def run_threads(
         )
         for number in range(len(plans))
     ]
+    deadline = time.monotonic() + timeout_s
     for thread in threads:
         thread.start()
+    timed_out = False
     try:
         for thread in threads:
-            thread.join(timeout=max(0.0, deadline - time.monotonic()) + 30.0)
+            while thread.is_alive():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    timed_out = True
+                    break
+                thread.join(timeout=min(POLL_S, left))
+                poll()
+            if timed_out:
+                break
     finally:
         stop.set()
-    timed_out = time.monotonic() > deadline or any(thread.is_alive() for thread in threads)
+        stopping = time.monotonic() + STOP_GRACE_S
+        for thread in threads:
+            thread.join(timeout=max(0.0, stopping - time.monotonic()))
+    if any(thread.is_alive() for thread in threads):
+        raise RuntimeError(
+            f"clients still running {STOP_GRACE_S:g} s after they were told to stop; "
+            "their results would be read while they change"
+        )
     return logs, timed_out
 
 
 def run_tasks(
-    system: AsyncStore, key: str, plans: Sequence[Sequence[Step]], timeout_s: float
+    system: AsyncStore,
+    key: str,
+    plans: Sequence[Sequence[Step]],
+    timeout_s: float,
+    poll: Callable[[], None] = _nothing,
 ) -> tuple[list[ClientLog], bool]:
+    """The clients as tasks on the system's loop; as ``run_threads``: a stop flag checked before
+    each step, set at the time limit or when ``poll`` raises, and every task finished (or, past
+    ``STOP_GRACE_S``, cancelled) before this returns or raises."""
     api_key = system.api_key(key)
     logs = [ClientLog() for _ in plans]
-    deadline = time.monotonic() + timeout_s
+    loop = system.loop
+    stop = asyncio.Event()
 
     async def client(number: int) -> None:
         log = logs[number]
         for kind, index, message in plans[number]:
-            if time.monotonic() > deadline:
+            if stop.is_set():
                 return
             try:
                 pending, deletes = _store_call(system, api_key, kind, index, message)
@@ -183,12 +223,37 @@ def run_tasks(
     async def everyone() -> None:
         await asyncio.gather(*(client(number) for number in range(len(plans))))
 
+    async def wait(task: asyncio.Task[None], timeout: float) -> None:
+        await asyncio.wait({task}, timeout=timeout)
+
+    async def cancel(task: asyncio.Task[None]) -> None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    task = loop.create_task(everyone())
+    deadline = time.monotonic() + timeout_s
     timed_out = False
     try:
-        system.loop.run_until_complete(asyncio.wait_for(everyone(), timeout_s + 30.0))
-    except asyncio.TimeoutError:
-        timed_out = True
-    return logs, timed_out or time.monotonic() > deadline
+        while not task.done():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                timed_out = True
+                break
+            loop.run_until_complete(wait(task, min(POLL_S, left)))
+            if not task.done():
+                poll()
+    finally:
+        stop.set()
+        loop.run_until_complete(wait(task, STOP_GRACE_S))
+        if not task.done():
+            loop.run_until_complete(cancel(task))
+    if task.cancelled():
+        raise RuntimeError(
+            f"clients still running {STOP_GRACE_S:g} s after they were told to stop: cancelled"
+        )
+    task.result()  # the clients catch their errors: anything here is the harness's own
+    return logs, timed_out
 
 
 def analyse(

@@ -179,7 +179,9 @@ class Cell:
 @dataclass
 class ConcurrencyResult:
     system: str
-    status: str = "ok"  # "ok", "not installed" or "error"
+    # "ok", "timed out" (stopped by the time limit: the counts are of the operations done),
+    # "not installed" or "error"
+    status: str = "ok"
     clients: int = 0
     planned_ops: int = 0
     completed_ops: int = 0

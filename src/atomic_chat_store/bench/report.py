@@ -34,7 +34,8 @@ class Column:
 class Table:
     columns: Sequence[Column]
     rows: list[list[str]]
-    wrong: list[bool] = field(default_factory=list)  # per row: a result in it is wrong
+    # per row: a result in it is wrong (or, in the concurrency table, the system timed out)
+    wrong: list[bool] = field(default_factory=list)
 
 
 def _text(title: str) -> Column:
@@ -193,20 +194,23 @@ def detail_table(report: BenchReport, op: str) -> Table:
 
 
 def concurrency_table(report: BenchReport) -> Table:
-    return Table(CONCURRENCY_COLUMNS, _concurrency_rows(report))
+    timed_out = [result.status == "timed out" for result in report.concurrency]
+    return Table(CONCURRENCY_COLUMNS, _concurrency_rows(report), timed_out)
 
 
 def _concurrency_rows(report: BenchReport) -> list[list[str]]:
     rows = []
     for result in report.concurrency:
-        if result.status != "ok":
+        if result.status not in ("ok", "timed out"):
             rows.append(
                 [SHORT_LABELS[result.system], result.status, *["-"] * 7, result.first_error or ""]
             )
             continue
         notes = [result.note] if result.note else []
         if result.timed_out:
-            notes.append("stopped by the time limit")
+            notes.append(
+                f"TIMED OUT: stopped by the {report.config.concurrency_timeout_s:g} s time limit"
+            )
         if result.first_error:
             notes.append(result.first_error)
         rows.append(

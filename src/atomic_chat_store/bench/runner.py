@@ -410,20 +410,28 @@ def _measure_concurrency(run: _Run) -> list[ConcurrencyResult]:
         if system is None:
             result.status = "not installed"
             continue
-        run.report_progress(0, f"concurrency: {config.clients} clients on {name}")
+        description = f"concurrency: {config.clients} clients on {name}"
+        run.report_progress(0, description)
+
+        def poll(description: str = description) -> None:  # while the clients run: Ctrl-C?
+            run.report_progress(0, description)
+
         local = f"concurrency:{name}"
         try:
             run.reset(local, initial)
             started = time.perf_counter()
+            # Both return once every client has stopped: the list no longer changes.
             if isinstance(system, AsyncStore):
                 logs, result.timed_out = concurrency.run_tasks(
-                    system, local, plans, config.concurrency_timeout_s
+                    system, local, plans, config.concurrency_timeout_s, poll
                 )
             else:
                 logs, result.timed_out = concurrency.run_threads(
-                    system, local, plans, config.concurrency_timeout_s
+                    system, local, plans, config.concurrency_timeout_s, poll
                 )
             result.elapsed_s = time.perf_counter() - started
+            if result.timed_out:
+                result.status = "timed out"
             concurrency.analyse(result, initial_ids, logs, run.contents(local))
             if isinstance(system, Floor):
                 result.note = "LINDEX then LINSERT/LREM by value: 2 round trips per index operation"
