@@ -144,6 +144,7 @@ def test_deleting_a_corrupt_element_hands_back_its_bytes(make_store, redis_clien
     with pytest.raises(CorruptMessageError) as raised:
         store.delete_message("chat", 1)
     assert (raised.value.index, raised.value.raw, raised.value.removed) == (1, b"garbage", True)
+    assert raised.value.removed_elements == [b"garbage"]
     with pytest.raises(CorruptMessageError) as raised:
         store.delete_last_message("chat")
     assert raised.value.raw == b"more garbage" and raised.value.removed
@@ -207,3 +208,21 @@ def test_an_empty_element_is_corrupt(make_store, redis_client):
     with pytest.raises(CorruptMessageError) as raised:
         make_store().get_messages("chat")
     assert (raised.value.index, raised.value.raw) == (1, b"")
+
+
+def test_a_message_with_spaces_around_its_json_still_reads(make_store, redis_client):
+    spaced = "  " + GOOD.model_dump_json() + "\n"
+    redis_client.rpush("chat", GOOD.model_dump_json(), spaced)
+    assert [m.content for m in make_store().get_messages("chat")] == ["fine", "fine"]
+
+
+def test_deleting_a_conversation_with_a_corrupt_element_hands_back_every_element(
+    make_store, redis_client
+):
+    elements = [GOOD.model_dump_json().encode(), b"garbage", GOOD.model_dump_json().encode()]
+    redis_client.rpush("chat", *elements)
+    with pytest.raises(CorruptMessageError) as raised:
+        make_store().delete_messages("chat")
+    assert (raised.value.index, raised.value.raw, raised.value.removed) == (1, b"garbage", True)
+    assert raised.value.removed_elements == elements
+    assert redis_client.exists("chat") == 0

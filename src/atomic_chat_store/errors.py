@@ -7,6 +7,8 @@ wrong type, ``ValueError`` for a value out of bounds), so existing ``except`` cl
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class ChatStoreError(Exception):
     """Base class of every error raised by atomic-chat-store."""
@@ -62,15 +64,23 @@ class BatchError(ChatStoreError):
 class CorruptMessageError(ChatStoreError):
     """A stored element that is not a valid message.
 
-    On a read the element stays where it is in Redis. On a delete, which removes what it was
-    asked to remove, ``removed`` is True and ``raw`` holds the removed bytes, so nothing is lost.
-    ``index`` is the element's position; -1 names the last one.
+    On a read the element stays where it is in Redis. A delete removes what it was asked to
+    remove, so nothing is lost it hands the bytes back: ``removed`` is True and
+    ``removed_elements`` holds every element it removed, in order (the whole conversation for
+    ``delete_messages``). ``raw`` is the bad element, ``index`` its position (-1: the last one).
     """
 
     def __init__(
-        self, key: str, index: int, raw: bytes, reason: str, *, removed: bool = False
+        self,
+        key: str,
+        index: int,
+        raw: bytes,
+        reason: str,
+        *,
+        removed: bool = False,
+        removed_elements: Sequence[bytes] | None = None,
     ) -> None:
-        fate = "it was removed; its bytes are in .raw" if removed else "it was left in place"
+        fate = "it was removed; see .removed_elements" if removed else "it was left in place"
         super().__init__(
             f"element {index} of key {key!r} is not a valid message ({reason}); {fate}: "
             f"{raw[:80]!r}"
@@ -80,3 +90,6 @@ class CorruptMessageError(ChatStoreError):
         self.raw = raw
         self.reason = reason
         self.removed = removed
+        self.removed_elements: list[bytes] = (
+            list(removed_elements) if removed_elements is not None else [raw] if removed else []
+        )

@@ -152,14 +152,23 @@ def _decode_elements(
         return decode_conversation(elements)
     except (ValidationError, ValueError):
         pass
-    # The fast path failed: find the first element at fault, to name it.
+    # The fast path refused: decode one element at a time, naming the first one at fault. An
+    # element the fast path refuses can still be a valid message (JSON with spaces around it).
+    messages = []
     for index, element in enumerate(elements):
         try:
-            decode_message(element)
+            messages.append(decode_message(element))
         except ValidationError as error:
             reason = error.errors()[0]["msg"] if error.errors() else str(error)
-            raise CorruptMessageError(chat_key, index, element, reason, removed=removed) from None
-    raise ChatStoreError(f"key {chat_key!r} could not be decoded as one list")  # pragma: no cover
+            raise CorruptMessageError(
+                chat_key,
+                index,
+                element,
+                reason,
+                removed=removed,
+                removed_elements=elements if removed else None,
+            ) from None
+    return messages
 
 
 def _decode_removed(chat_key: str, index: int | None) -> Callable[[Any], ChatMessage | None]:
