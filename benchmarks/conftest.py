@@ -37,7 +37,7 @@ if str(TESTS) not in sys.path:
 
 from atomic_chat_store.bench.runner import new_prefix, remove_prefix  # noqa: E402
 from atomic_chat_store.bench.systems import Floor, Seed, SyncStore, System, load_seed  # noqa: E402
-from atomic_chat_store.scripts import script_sources  # noqa: E402
+from atomic_chat_store.scripts import scripts  # noqa: E402
 from servers import RunningServer, redis_server  # noqa: E402, F401 (the tests' server fixture)
 
 SIZES_ENV = "ATOMIC_CHAT_STORE_BENCH_SIZES"
@@ -66,8 +66,8 @@ def redis_url(redis_server: RunningServer) -> str:  # noqa: F811 (the fixture, b
 def admin(redis_url: str) -> Iterator[redis.Redis]:
     """A plain client for setting conversations up and putting them back, outside the clock."""
     client = redis.Redis.from_url(redis_url)
-    for source in script_sources().values():  # loaded once: every EVALSHA finds its script
-        client.script_load(source)
+    for script in scripts().values():  # loaded once: every EVALSHA finds its script
+        client.script_load(script.source)
     yield client
     client.close()
 

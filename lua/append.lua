@@ -1,31 +1,31 @@
 #!lua
 --[[
-  append: add one or more messages at the end of a conversation, refresh its TTL.
+  append: add messages at the end of the conversation.
 
-  KEYS[1]    the conversation: a list, one JSON message per element
-  ARGV[1]    TTL in milliseconds; 0 leaves the key's expiry as it is
-  ARGV[2..]  the messages to append, in order, each one JSON text (may be none)
+  KEYS[1], KEYS[2], ARGV[1..6]  as every script (includes/prelude.lua): the conversation, its
+                                record, op id, TTL, expected version, max messages, op id window
+  ARGV[7..]  the messages, in order, each one JSON text
 
-  Returns    the length of the list afterwards
-  Errors     ACS_WRONGTYPE <type>  KEYS[1] holds something other than a list; nothing changes
-  Cost       O(M) for M messages; nothing already stored is moved. Pushed 1,000 at a time
-             to stay under Lua's unpack limit.
+  Returns    the length afterwards. No message changes nothing and returns the length.
+  Errors     those of the prelude; nothing changes
+  Cost       O(M) for M messages, pushed 1,000 at a time (Lua's unpack limit); nothing stored
+             is moved
 ]]
-local rcall = redis.call
-local key = KEYS[1]
-local ttl = tonumber(ARGV[1])
-
-local kind = rcall('TYPE', key)['ok']
-if kind ~= 'list' and kind ~= 'none' then
-  return redis.error_reply('ACS_WRONGTYPE ' .. kind)
-end
-
+-- @include prelude
+local SCRIPT = 'append'
 local CHUNK = 1000
-local length = rcall('LLEN', key)
-for first = 2, #ARGV, CHUNK do
-  length = rcall('RPUSH', key, unpack(ARGV, first, math.min(first + CHUNK - 1, #ARGV)))
+
+local replayed, reply = begin(SCRIPT, 'list', { { 'rpush', list_key, 'x' } })
+if replayed then
+  return reply
 end
-if ttl > 0 and length > 0 then
-  rcall('PEXPIRE', key, ttl)
+if #ARGV < FIRST_ARG then
+  return rcall('LLEN', list_key)
 end
-return length
+
+local length
+for first = FIRST_ARG, #ARGV, CHUNK do
+  length = rcall('RPUSH', list_key, unpack(ARGV, first, math.min(first + CHUNK - 1, #ARGV)))
+end
+length = trim(length)
+return commit(SCRIPT, length, length)

@@ -1,21 +1,28 @@
-#!lua
+#!lua flags=allow-oom
 --[[
   delete_all: remove the whole conversation and return what it held.
 
-  KEYS[1]    the conversation: a list, one JSON message per element
+  KEYS[1], KEYS[2], ARGV[1..6]  as every script (includes/prelude.lua)
 
-  Returns    every element it held, in order (empty when the key did not exist)
-  Errors     ACS_WRONGTYPE <type>  KEYS[1] holds something other than a list; nothing changes
-  Cost       O(N): every element is read once and freed
+  Returns    every element it held, in order; empty when it did not exist (nothing changes)
+  Errors     those of the prelude; nothing changes
+  Flags      allow-oom: a delete frees memory, so it runs when the server is out of it
+  Cost       O(N): every element is read once and freed. The record keeps the reply (the
+             whole conversation) for the op id window, so that a replay returns it.
 ]]
-local rcall = redis.call
-local key = KEYS[1]
+-- @include prelude
+local SCRIPT = 'delete_all'
 
-local kind = rcall('TYPE', key)['ok']
-if kind ~= 'list' and kind ~= 'none' then
-  return redis.error_reply('ACS_WRONGTYPE ' .. kind)
+local replayed, reply = begin(SCRIPT, 'list', {
+  { 'lrange', list_key, '0', '-1' }, { 'del', list_key },
+})
+if replayed then
+  return reply
 end
 
-local removed = rcall('LRANGE', key, 0, -1)
-rcall('DEL', key)
-return removed
+local removed = rcall('LRANGE', list_key, 0, -1)
+if #removed == 0 then
+  return removed
+end
+rcall('DEL', list_key)
+return commit(SCRIPT, removed, 0)

@@ -1,53 +1,45 @@
-#!lua
+#!lua flags=allow-oom
 --[[
-  delete_at: remove the message at position ARGV[1] and return it, refresh the TTL.
+  delete_at: remove the message at position ARGV[7] and return it.
 
-  KEYS[1]    the conversation: a list, one JSON message per element
-  ARGV[1]    the index; only 0 <= index < length removes anything (negative indexes do not
+  KEYS[1], KEYS[2], ARGV[1..6]  as every script (includes/prelude.lua)
+  ARGV[7]    the index; only 0 <= index < length removes anything (negative indexes do not
              count from the end: LlamaIndex's rule, kept for drop-in use)
-  ARGV[2]    TTL in milliseconds; 0 leaves the key's expiry as it is
 
   Returns    the removed element (JSON text), or nil when the index is out of range, in which
              case nothing changes. Removing the last element removes the key.
-  Errors     ACS_WRONGTYPE <type>  KEYS[1] holds something other than a list; nothing changes
+  Errors     those of the prelude; nothing changes
+  Flags      allow-oom: a delete frees memory, so it runs when the server is out of it
   Cost       O(min(i, N-i)): at either end a pop; inside, the element is read (LINDEX),
-             swapped for a mark (LSET) and LREM removes the mark scanning from the nearer end.
-             No other element passes through the script.
+             swapped for a mark unique to this call (LSET) and LREM removes the mark scanning
+             from the nearer end. No other element passes through the script.
 ]]
-local rcall = redis.call
-local key = KEYS[1]
-local index = tonumber(ARGV[1])
-local ttl = tonumber(ARGV[2])
+-- @include prelude
+local SCRIPT = 'delete_at'
 
-local kind = rcall('TYPE', key)['ok']
-if kind ~= 'list' and kind ~= 'none' then
-  return redis.error_reply('ACS_WRONGTYPE ' .. kind)
+local index = integer_arg('index', ARGV[FIRST_ARG])
+local replayed, reply = begin(SCRIPT, 'list', {
+  { 'lpop', list_key }, { 'rpop', list_key }, { 'lindex', list_key, '0' },
+  { 'lset', list_key, '0', 'x' }, { 'lrem', list_key, '1', 'x' },
+})
+if replayed then
+  return reply
 end
 
--- No JSON text can equal the mark: 0xFF never occurs in UTF-8.
-local MARK = '\255atomic-chat-store:mark'
-
-local length = rcall('LLEN', key)
+local length = rcall('LLEN', list_key)
 if index < 0 or index >= length then
   return false
 end
 
 local removed
 if index == 0 then
-  removed = rcall('LPOP', key)
+  removed = rcall('LPOP', list_key)
 elseif index == length - 1 then
-  removed = rcall('RPOP', key)
+  removed = rcall('RPOP', list_key)
 else
-  removed = rcall('LINDEX', key, index)
-  rcall('LSET', key, index, MARK)
-  if index < length / 2 then
-    rcall('LREM', key, 1, MARK)
-  else
-    rcall('LREM', key, -1, MARK)
-  end
+  local mark = unique_mark()
+  removed = rcall('LINDEX', list_key, index)
+  rcall('LSET', list_key, index, mark)
+  rcall('LREM', list_key, index < length / 2 and 1 or -1, mark)
 end
-
-if ttl > 0 and length > 1 then
-  rcall('PEXPIRE', key, ttl)
-end
-return removed
+return commit(SCRIPT, removed, length - 1)

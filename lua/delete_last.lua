@@ -1,27 +1,26 @@
-#!lua
+#!lua flags=allow-oom
 --[[
-  delete_last: remove the last message and return it, refresh the TTL.
+  delete_last: remove the last message and return it.
 
-  KEYS[1]    the conversation: a list, one JSON message per element
-  ARGV[1]    TTL in milliseconds; 0 leaves the key's expiry as it is
+  KEYS[1], KEYS[2], ARGV[1..6]  as every script (includes/prelude.lua)
 
-  Returns    the removed element (JSON text), or nil when the list is empty or missing.
-             Removing the last element removes the key.
-  Errors     ACS_WRONGTYPE <type>  KEYS[1] holds something other than a list; nothing changes
+  Returns    the removed element (JSON text), or nil when the conversation is empty, in which
+             case nothing changes. Removing the last element removes the key.
+  Errors     those of the prelude; nothing changes
+  Flags      allow-oom: a delete frees memory, so it runs when the server is out of it
   Cost       O(1)
 ]]
-local rcall = redis.call
-local key = KEYS[1]
-local ttl = tonumber(ARGV[1])
+-- @include prelude
+local SCRIPT = 'delete_last'
 
-local kind = rcall('TYPE', key)['ok']
-if kind ~= 'list' and kind ~= 'none' then
-  return redis.error_reply('ACS_WRONGTYPE ' .. kind)
+local replayed, reply = begin(SCRIPT, 'list', { { 'rpop', list_key } })
+if replayed then
+  return reply
 end
 
-local removed = rcall('RPOP', key)
-if removed and ttl > 0 then
-  -- PEXPIRE on a key the pop just emptied (and so removed) does nothing.
-  rcall('PEXPIRE', key, ttl)
+local length = rcall('LLEN', list_key)
+if length == 0 then
+  return false
 end
-return removed
+local removed = rcall('RPOP', list_key)
+return commit(SCRIPT, removed, length - 1)

@@ -1,62 +1,62 @@
 #!lua
 --[[
-  insert: put one message before position ARGV[1], as Python's list.insert does, refresh the TTL.
+  insert: put one message before position ARGV[7], as Python's list.insert does.
 
-  KEYS[1]    the conversation: a list, one JSON message per element
-  ARGV[1]    the index, any integer: a negative one counts from the end (clamped at 0),
-             one at or past the end appends
-  ARGV[2]    the message, JSON text
-  ARGV[3]    TTL in milliseconds; 0 leaves the key's expiry as it is
+  KEYS[1], KEYS[2], ARGV[1..6]  as every script (includes/prelude.lua)
+  ARGV[7]    the index, any integer: a negative one counts from the end (clamped at 0), one at
+             or past the end appends
+  ARGV[8]    the message, JSON text
 
-  Returns    the length of the list afterwards
-  Errors     ACS_WRONGTYPE <type>  KEYS[1] holds something other than a list; nothing changes
+  Returns    the length afterwards
+  Errors     those of the prelude; nothing changes
   Cost       at either end: O(1). Inside, at index i of N: the element at i is swapped for a
-             mark (LINDEX, LSET: O(min(i, N-i))), LINSERT puts the message before the mark
-             (a scan in C from the head: O(i) comparisons; no other element passes through
-             the script) and the element goes back. Only when the tail is much shorter (N-i < i/16) is it moved instead:
-             O(N-i) elements pass through the script. Measured (benchmarks/micro.py): the
-             scan costs 20-30 ns an element, moving one through Lua 500-1,000 ns.
+             mark unique to this call (LINDEX, LSET: O(min(i, N-i))), LINSERT puts the message
+             before the mark (a scan in C from the head: O(i); no other element passes through
+             the script) and the element goes back. Only when the tail is much shorter
+             (N-i < i/16) is it moved instead: O(N-i) elements pass through the script.
 ]]
-local rcall = redis.call
-local key = KEYS[1]
-local index = tonumber(ARGV[1])
-local message = ARGV[2]
-local ttl = tonumber(ARGV[3])
-
-local kind = rcall('TYPE', key)['ok']
-if kind ~= 'list' and kind ~= 'none' then
-  return redis.error_reply('ACS_WRONGTYPE ' .. kind)
-end
-
--- No JSON text can equal the mark: 0xFF never occurs in UTF-8.
-local MARK = '\255atomic-chat-store:mark'
+-- @include prelude
+local SCRIPT = 'insert'
 local CHUNK = 1000
 local MOVE_TAIL_FACTOR = 16
 
-local length = rcall('LLEN', key)
+local index = integer_arg('index', ARGV[FIRST_ARG])
+local message = ARGV[FIRST_ARG + 1]
+if message == nil then
+  fail('BADARG', 'message missing')
+end
+local replayed, reply = begin(SCRIPT, 'list', {
+  { 'rpush', list_key, 'x' }, { 'lpush', list_key, 'x' }, { 'lrange', list_key, '0', '-1' },
+  { 'ltrim', list_key, '0', '-1' }, { 'lindex', list_key, '0' }, { 'lset', list_key, '0', 'x' },
+  { 'linsert', list_key, 'before', 'x', 'y' },
+})
+if replayed then
+  return reply
+end
+
+local length = rcall('LLEN', list_key)
 if index < 0 then
   index = math.max(index + length, 0)
 end
 
 if index >= length then
-  rcall('RPUSH', key, message)
+  rcall('RPUSH', list_key, message)
 elseif index == 0 then
-  rcall('LPUSH', key, message)
+  rcall('LPUSH', list_key, message)
 elseif (length - index) * MOVE_TAIL_FACTOR < index then
-  local tail = rcall('LRANGE', key, index, -1)
-  rcall('LTRIM', key, 0, index - 1)
-  rcall('RPUSH', key, message)
+  local tail = rcall('LRANGE', list_key, index, -1)
+  rcall('LTRIM', list_key, 0, index - 1)
+  rcall('RPUSH', list_key, message)
   for first = 1, #tail, CHUNK do
-    rcall('RPUSH', key, unpack(tail, first, math.min(first + CHUNK - 1, #tail)))
+    rcall('RPUSH', list_key, unpack(tail, first, math.min(first + CHUNK - 1, #tail)))
   end
 else
-  local displaced = rcall('LINDEX', key, index)
-  rcall('LSET', key, index, MARK)
-  rcall('LINSERT', key, 'BEFORE', MARK, message)
-  rcall('LSET', key, index + 1, displaced)
+  local mark = unique_mark()
+  local displaced = rcall('LINDEX', list_key, index)
+  rcall('LSET', list_key, index, mark)
+  rcall('LINSERT', list_key, 'BEFORE', mark, message)
+  rcall('LSET', list_key, index + 1, displaced)
 end
 
-if ttl > 0 then
-  rcall('PEXPIRE', key, ttl)
-end
-return length + 1
+length = trim(length + 1)
+return commit(SCRIPT, length, length)

@@ -342,7 +342,7 @@ def test_round_trip_counter_agrees_with_monitor(redis_url, redis_client, monitor
 
     from atomic_chat_store.bench.counting import counting_async_client, counting_client
     from atomic_chat_store.bench.systems import AsyncStore, Floor, Seed, SyncStore, load_seed
-    from atomic_chat_store.scripts import script_sources
+    from atomic_chat_store.scripts import scripts
 
     prefix = f"acs-bench:{uuid.uuid4().hex}:"
     counter = Counter()
@@ -365,8 +365,8 @@ def test_round_trip_counter_agrees_with_monitor(redis_url, redis_client, monitor
             client.ping()  # connected before MONITOR starts: no handshake inside it
         for async_client in async_clients:
             loop.run_until_complete(async_client.ping())
-        for source in script_sources().values():  # no NOSCRIPT retry inside it either
-            redis_client.script_load(source)
+        for script in scripts().values():  # no NOSCRIPT retry inside it either
+            redis_client.script_load(script.source)
         for system in systems:
             for op in OPERATIONS:
                 key = f"{op}:{system.name}"

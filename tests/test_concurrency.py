@@ -12,7 +12,7 @@ from collections import Counter
 import redis
 
 from atomic_chat_store import ChatMessage, RedisChatStore
-from atomic_chat_store.scripts import script_sources
+from atomic_chat_store.scripts import scripts
 from conftest import round_trips
 
 THREADS = 8
@@ -20,17 +20,11 @@ OPERATIONS_PER_THREAD = 60
 INITIAL = 50
 
 
-def sha1(text: str) -> str:
-    import hashlib
-
-    return hashlib.sha1(text.encode()).hexdigest()
-
-
 def test_concurrent_edits_match_the_servers_order(request, redis_url, redis_client, monitored):
     # MONITOR logs an EVALSHA even when it fails with NOSCRIPT: load every script first, so
     # that each EVALSHA it shows is one that ran.
-    for source in script_sources().values():
-        redis_client.script_load(source)
+    for script in scripts().values():
+        redis_client.script_load(script.source)
     seed = RedisChatStore.from_url(redis_url)
     request.addfinalizer(seed.close)
     initial = [f"init-{i}" for i in range(INITIAL)]
@@ -84,15 +78,16 @@ def test_concurrent_edits_match_the_servers_order(request, redis_url, redis_clie
     assert len(set(final)) == len(final)
 
     # Replay the scripts in the server's order on a Python list.
-    by_sha = {sha1(source): name for name, source in script_sources().items()}
+    by_sha = {script.sha: name for name, script in scripts().items()}
     model = list(initial)
     replayed = 0
     for command in round_trips(seen):
         if command.name != "EVALSHA" or command.args[3] != b"shared":
             continue
-        name, args = by_sha[command.args[1].decode()], command.args[4:]
+        # EVALSHA sha 2 <list> <record> ARGV: the script's own arguments follow the prefix of 6.
+        name, args = by_sha[command.args[1].decode()], command.args[5 + 6 :]
         if name == "append":
-            model.extend(json.loads(a)["blocks"][0]["text"] for a in args[1:])
+            model.extend(json.loads(a)["blocks"][0]["text"] for a in args)
         elif name == "insert":
             model.insert(int(args[0]), json.loads(args[1])["blocks"][0]["text"])
         elif name == "delete_at":

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
+
+from atomic_chat_store.scripts import scripts
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -20,20 +23,29 @@ def test_the_wheel_ships_every_lua_script(tmp_path):
     )  # fmt: skip
     (wheel,) = tmp_path.glob("atomic_chat_store-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    scripts = {p.name for p in (ROOT / "lua").glob("*.lua")}
-    assert scripts and {f"atomic_chat_store/lua/{name}" for name in scripts} <= names
+    shipped = {p.relative_to(ROOT).as_posix() for p in (ROOT / "lua").rglob("*.lua")}
+    assert "lua/includes/prelude.lua" in shipped
+    assert {f"atomic_chat_store/{name}" for name in shipped} <= names
     assert "atomic_chat_store/py.typed" in names
 
 
 def test_every_script_opens_with_its_contract():
+    sources = scripts()
+    assert set(sources) == {path.stem for path in (ROOT / "lua").glob("*.lua")}
     for script in (ROOT / "lua").glob("*.lua"):
         text = script.read_text()
-        assert text.startswith("#!lua\n--[[\n"), script.name
+        assert re.match(r"#!lua( flags=[\w,-]+)?\n--\[\[\n", text), script.name
         header = text.split("]]", 1)[0]
-        for part in ("KEYS[1]", "Returns", "Errors", "Cost"):
+        for part in ("KEYS[1]", "KEYS[2]", "ARGV[1..6]", "Returns", "Errors", "Cost"):
             assert part in header, (script.name, part)
-        assert "local rcall = redis.call" in text
-        assert "'KEYS'" not in text and '"KEYS"' not in text
+        # The shared prelude (ARGV prefix, checks, record) comes first, once.
+        assert text.count("-- @include prelude") == 1, script.name
+        source = sources[script.stem].source
+        assert source.count("local rcall = redis.call") == 1
+        assert "'KEYS'" not in source and '"KEYS"' not in source
+    prelude = (ROOT / "lua" / "includes" / "prelude.lua").read_text()
+    for part in ("KEYS[1]", "KEYS[2]", *(f"ARGV[{i}]" for i in range(1, 7)), "Errors"):
+        assert part in prelude.split("]]", 1)[0], part
 
 
 def test_the_walkthrough_runs(redis_url, redis_client):
@@ -48,5 +60,8 @@ def test_the_walkthrough_runs(redis_url, redis_client):
     )
     assert "delete_message(1) -> removed" in result.stdout
     assert "['first', 'm0', 'm1', 'm2']" in result.stdout
-    assert redis_client.keys("walkthrough:*") == []
+    # No conversation is left; the records of the deleted ones stay for the op id window only.
+    left = redis_client.keys("walkthrough:*")
+    assert [key for key in left if b"\xff" not in key] == []
+    assert all(0 < redis_client.pttl(key) <= 600_000 for key in left)
     assert redis_client.get("unrelated") == b"kept"

@@ -14,6 +14,7 @@ from atomic_chat_store import (
     WrongTypeError,
 )
 from atomic_chat_store import operations as ops
+from atomic_chat_store.scripts import scripts
 from conftest import round_trips
 
 NEW = ChatMessage(content="new")
@@ -30,7 +31,7 @@ OPERATIONS = {
     "delete_all": (lambda c, n: ops.delete_messages(c, "chat"), "EVALSHA"),
     "get_all": (lambda c, n: ops.get_messages(c, "chat"), "LRANGE"),
     "count": (lambda c, n: ops.count(c, "chat"), "LLEN"),
-    "refresh_ttl": (lambda c, n: ops.refresh_ttl(c, "chat"), "PEXPIRE"),
+    "refresh_ttl": (lambda c, n: ops.refresh_ttl(c, "chat"), "EVALSHA"),
 }
 
 
@@ -54,13 +55,15 @@ def test_each_operation_is_one_command(make_store, redis_client, monitored, name
     assert [c.name for c in round_trips(seen)] == [command]
 
 
-def test_after_script_flush_the_script_is_reloaded_once(make_store, redis_client, monitored):
+def test_after_script_flush_the_scripts_are_reloaded_once(make_store, redis_client, monitored):
     store = make_store()
     store.add_message("chat", NEW)
     redis_client.script_flush()
     with monitored() as seen:
         assert store.add_message("chat", NEW) == 2
-    assert [c.name for c in round_trips(seen)] == ["EVALSHA", "SCRIPT", "EVALSHA"]
+    # NOSCRIPT, then every script loaded (one pipeline), then the same EVALSHA again.
+    loads = ["SCRIPT"] * len(scripts())
+    assert [c.name for c in round_trips(seen)] == ["EVALSHA", *loads, "EVALSHA"]
     with monitored() as seen:
         store.add_message("chat", NEW)
     assert [c.name for c in round_trips(seen)] == ["EVALSHA"]
@@ -82,7 +85,7 @@ def test_execute_many_is_one_pipeline(make_store, redis_client, monitored):
     with monitored() as seen:
         store.execute_many(batch)
     names = [c.name for c in round_trips(seen)]
-    assert names == ["SCRIPT", "MULTI", "EVALSHA", "EVALSHA", "LRANGE", "EXEC"]
+    assert names == ["MULTI", "EVALSHA", "EVALSHA", "LRANGE", "EXEC"]
 
 
 def test_a_failed_operation_of_a_batch_leaves_the_others_done(make_store, redis_client):

@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 
 from atomic_chat_store import ChatMessage
+from atomic_chat_store.keys import record_key
 from conftest import round_trips
 
 TTL_SECONDS = 300
@@ -45,7 +46,10 @@ def test_the_refresh_happens_inside_the_script(make_store, redis_client, monitor
     with monitored() as seen:
         WRITES[write](store)
     assert [c.name for c in round_trips(seen)] == ["EVALSHA"]
-    assert [c.args[2] for c in seen if c.name == "PEXPIRE"] == [str(TTL_SECONDS * 1000).encode()]
+    # The conversation's TTL, and its record's (the key after it, in the same slot): the same.
+    expiries = [(c.args[1], c.args[2]) for c in seen if c.name == "PEXPIRE"]
+    ttl = str(TTL_SECONDS * 1000).encode()
+    assert expiries == [(b"chat", ttl), (record_key(b"chat"), ttl)]
     assert all(c.client == "lua" for c in seen if c.name in ("PEXPIRE", "EXPIRE"))
 
 

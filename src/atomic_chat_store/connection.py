@@ -46,3 +46,13 @@ def client_from_url(url: str = DEFAULT_URL, **kwargs: Any) -> redis.Redis:
 def async_client_from_url(url: str = DEFAULT_URL, **kwargs: Any) -> redis.asyncio.Redis:
     client: redis.asyncio.Redis = _factory(_ASYNC, url)(url, **kwargs)
     return client
+
+
+def sync_client_factory(url: str, **kwargs: Any) -> Callable[[], redis.Redis]:
+    factory = _factory(_SYNC, url)
+    return lambda: factory(url, **kwargs)
+
+
+def async_client_factory(url: str, **kwargs: Any) -> Callable[[], redis.asyncio.Redis]:
+    factory = _factory(_ASYNC, url)
+    return lambda: factory(url, **kwargs)

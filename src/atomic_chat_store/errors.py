@@ -3,11 +3,24 @@
 Errors about the caller's input are raised before anything is sent to Redis, and also derive
 from the built-in exception a Python programmer would expect (``TypeError`` for a value of the
 wrong type, ``ValueError`` for a value out of bounds), so existing ``except`` clauses keep working.
+
+What Redis or a script answers becomes a typed error in one place, :func:`error_from_reply`.
+Three families tell the caller what happened to a write:
+
+- :class:`CommandRefusedError` and the script's checks (:class:`WrongTypeError`,
+  :class:`VersionConflictError`, ...): nothing was applied;
+- :class:`OutcomeUnknownError`: the retry budget ran out while the write may have been applied;
+  send it again with the same ``op_id`` to apply it at most once and learn its reply;
+- :class:`UnavailableError` (for reads, and writes known not to be applied): no server answered
+  within the retry budget.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+
+import redis
 
 
 class ChatStoreError(Exception):
@@ -35,6 +48,18 @@ class MessageTooLargeError(ChatStoreError, ValueError):
         self.limit = limit
 
 
+class InvalidArgumentError(ChatStoreError, ValueError):
+    """A store option or argument out of its range (a TTL, an op id, a retry budget, ...)."""
+
+
+class InvalidArgumentTypeError(InvalidArgumentError, TypeError):
+    """A store option or argument of the wrong type."""
+
+
+class InvalidClientError(ChatStoreError, ValueError):
+    """A client the store cannot use as it is (one that decodes responses)."""
+
+
 class WrongTypeError(ChatStoreError):
     """The chat key holds a Redis value that is not a list; it was left untouched."""
 
@@ -45,18 +70,110 @@ class WrongTypeError(ChatStoreError):
         self.redis_type = redis_type
 
 
-class BatchError(ChatStoreError):
-    """One or more operations of ``execute_many`` failed. The others took effect: Redis runs
-    every command of a MULTI/EXEC, it does not roll back. ``results`` holds, in order, each
-    operation's result or its typed error; ``errors`` maps the failed positions to their errors.
+class CommandRefusedError(ChatStoreError):
+    """Redis refused the command before running it: nothing was applied. ``reason`` is what
+    Redis said."""
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason or message
+
+
+class PermissionDeniedError(CommandRefusedError):
+    """The connection's ACL user may not run a command the operation needs (``command``);
+    checked before the first write, so nothing was applied. See the README's minimal ACL."""
+
+    def __init__(self, command: str, reason: str = "") -> None:
+        super().__init__(
+            f"the Redis user may not run {command.upper()}, which this operation needs; "
+            "nothing was applied",
+            reason,
+        )
+        self.command = command
+
+
+class OutOfMemoryError(CommandRefusedError):
+    """The server is at ``maxmemory`` and refused a write that would use more; nothing was
+    applied. Deletes still run there: they free memory."""
+
+
+class VersionConflictError(ChatStoreError):
+    """The conversation's version is not ``expected``: another write came first. Nothing changed;
+    read again (``get_conversation``), compute, and write with the new version."""
+
+    def __init__(self, key: str, expected: int, actual: int) -> None:
+        super().__init__(
+            f"conversation {key!r} is at version {actual}, not {expected}; nothing was changed"
+        )
+        self.key = key
+        self.expected = expected
+        self.actual = actual
+
+
+class OpIdConflictError(ChatStoreError):
+    """The op id was already recorded for another kind of operation on this conversation;
+    nothing was applied. Each write needs an id of its own."""
+
+    def __init__(self, op_id: str, recorded_by: str) -> None:
+        super().__init__(
+            f"op id {op_id!r} was recorded by a {recorded_by} on this conversation; "
+            "an op id names one write: nothing was applied"
+        )
+        self.op_id = op_id
+        self.recorded_by = recorded_by
+
+
+class UnavailableError(ChatStoreError):
+    """No server answered within the retry budget (``attempts`` made, ``elapsed`` seconds).
+    Raised as is for reads, and for writes known not to be applied; ``__cause__`` is the
+    last error."""
+
+    def __init__(self, message: str, attempts: int, elapsed: float) -> None:
+        super().__init__(message)
+        self.attempts = attempts
+        self.elapsed = elapsed
+
+
+class OutcomeUnknownError(UnavailableError):
+    """The retry budget ran out and the write may or may not have been applied.
+
+    Send the same write again with ``op_id=`` this ``op_id`` (or the same ``Operation``): it is
+    applied at most once, and returns its reply, as long as it comes within the store's op id
+    window (``op_window``, 10 minutes by default). For ``execute_many``, ``op_ids`` holds every
+    write's id: send the same operations again.
     """
 
-    def __init__(self, results: list[object]) -> None:
+    def __init__(
+        self, op_id: str, attempts: int, elapsed: float, *, op_ids: Sequence[str] = ()
+    ) -> None:
+        self.op_ids = tuple(op_ids) or (op_id,)
+        what = f"write {op_id!r}" if len(self.op_ids) == 1 else f"{len(self.op_ids)} writes"
+        super().__init__(
+            f"{what} may or may not have been applied: no reply after {attempts} attempt(s) in "
+            f"{elapsed:.1f} s; send again with the same op id to apply at most once",
+            attempts,
+            elapsed,
+        )
+        self.op_id = op_id
+
+
+class BatchError(ChatStoreError):
+    """One or more operations of ``execute_many`` failed. ``results`` holds, in order, each
+    operation's result or its typed error; ``errors`` maps the failed positions to their errors.
+
+    ``applied`` is True when the others took effect: Redis runs every command of a MULTI/EXEC,
+    it does not roll back. It is False when Redis refused the whole transaction while queueing
+    it (out of memory, a command the ACL user may not run): then nothing was applied.
+    """
+
+    def __init__(self, results: list[object], *, applied: bool = True) -> None:
         self.results = results
+        self.applied = applied
         self.errors = {i: r for i, r in enumerate(results) if isinstance(r, BaseException)}
         first = min(self.errors)
+        others = "the others took effect" if applied else "nothing was applied"
         super().__init__(
-            f"{len(self.errors)} of {len(results)} operations failed, the others took effect; "
+            f"{len(self.errors)} of {len(results)} operations failed, {others}; "
             f"the first, #{first}: {self.errors[first]}"
         )
 
@@ -93,3 +210,40 @@ class CorruptMessageError(ChatStoreError):
         self.removed_elements: list[bytes] = (
             list(removed_elements) if removed_elements is not None else [raw] if removed else []
         )
+
+
+# What Redis appends to an error raised by a script: " script: <sha>, on @user_script:<line>."
+_SCRIPT_WHERE = re.compile(r" script: \w+, on @\w+:\d+\.$")
+_QUOTED_COMMAND = re.compile(r"'([^']+)' command")
+
+
+def error_from_reply(error: redis.ResponseError, key: str) -> Exception:
+    """The typed error for what Redis answered about conversation ``key``; ``error`` itself
+    when it is none of ours. A script's errors are ``ACS_<CODE> <details>``
+    (lua/includes/prelude.lua)."""
+    text = _SCRIPT_WHERE.sub("", str(error))
+    code, _, detail = text.partition(" ")
+    if code in ("ACS_WRONGTYPE", "WRONGTYPE"):
+        return WrongTypeError(key, detail.split()[0] if code == "ACS_WRONGTYPE" else None)
+    if code == "ACS_VERSION":
+        expected, actual = detail.split()
+        return VersionConflictError(key, int(expected), int(actual))
+    if code == "ACS_OPID":
+        op_id, _, script = detail.rpartition(" ")
+        return OpIdConflictError(op_id, script)
+    if code == "ACS_NOPERM":
+        return PermissionDeniedError(detail, text)
+    if code == "NOPERM":
+        quoted = _QUOTED_COMMAND.search(text)
+        return PermissionDeniedError(quoted.group(1) if quoted else "a command", text)
+    if code == "ACS_BADARG":
+        return InvalidArgumentError(f"a script refused its argument {detail} (a store bug?)")
+    if code == "OOM":
+        return OutOfMemoryError(
+            "the Redis server is out of memory (maxmemory) and refused the write; nothing was "
+            "applied. Deletes still run.",
+            text,
+        )
+    if code in ("MISCONF", "READONLY", "EXECABORT"):
+        return CommandRefusedError(f"Redis refused the command, nothing was applied: {text}", text)
+    return error

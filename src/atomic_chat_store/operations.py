@@ -3,12 +3,18 @@ arguments, and how the reply becomes the result.
 
 ``RedisChatStore`` and ``AsyncRedisChatStore`` build these values and only send them, so the
 logic exists once. Validation happens while a value is built: bad input never reaches Redis.
+
+A write's value carries its op id, made when the value is built unless the caller gives one: the
+store sends the same value again after a lost reply, and its script, finding the id recorded,
+returns the first reply instead of applying it twice. Sending the same value again, by hand after
+an ``OutcomeUnknownError``, is as safe.
 """
 
 from __future__ import annotations
 
 import math
 import re
+import secrets
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -21,10 +27,13 @@ from .errors import (
     BatchError,
     ChatStoreError,
     CorruptMessageError,
+    InvalidArgumentError,
+    InvalidArgumentTypeError,
     InvalidIndexError,
     InvalidKeyError,
-    WrongTypeError,
+    error_from_reply,
 )
+from .keys import decode_name, encode_name, record_key
 from .messages import (
     DEFAULT_MAX_MESSAGE_BYTES,
     ChatMessage,
@@ -42,37 +51,92 @@ TTL = int | float | timedelta
 # Scan batch for get_keys: large enough that a big keyspace takes few round trips, small enough
 # that each SCAN call stays short on the server.
 SCAN_COUNT = 1000
+# PEXPIRE takes any 64-bit count of ms, but the scripts read numbers as doubles: exact to 2^53.
+MAX_TTL_MS = 2**53 - 1
+DEFAULT_OP_WINDOW = timedelta(minutes=10)
+DEFAULT_OP_WINDOW_SIZE = 1000
+MAX_OP_ID_BYTES = 200
 
 
 @dataclass(frozen=True, slots=True)
 class StoreConfig:
-    """What every operation of one store shares."""
+    """What every operation of one store shares: the namespace, and what every script's ARGV
+    begins with after the op id (lua/includes/prelude.lua)."""
 
     namespace: str = ""
     ttl_ms: int = 0  # 0: writes leave the key's expiry alone
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    max_messages: int = 0  # 0: no bound
+    op_window_ms: int = int(DEFAULT_OP_WINDOW.total_seconds() * 1000)
+    op_window_size: int = DEFAULT_OP_WINDOW_SIZE
 
     @classmethod
     def build(
-        cls, *, namespace: str = "", ttl: TTL | None = None, max_message_bytes: int | None = None
+        cls,
+        *,
+        namespace: str = "",
+        ttl: TTL | None = None,
+        max_message_bytes: int | None = None,
+        max_messages: int | None = None,
+        op_window: TTL | None = None,
+        op_window_size: int | None = None,
     ) -> StoreConfig:
         if not isinstance(namespace, str):
             raise InvalidKeyError(f"namespace must be a str, not {type(namespace).__name__}")
-        limit = DEFAULT_MAX_MESSAGE_BYTES if max_message_bytes is None else max_message_bytes
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0:
-            raise ValueError(f"max_message_bytes must be a positive int, not {limit!r}")
-        return cls(namespace=namespace, ttl_ms=ttl_to_ms(ttl), max_message_bytes=limit)
+        encode_name(namespace, "namespace")
+        return cls(
+            namespace=namespace,
+            ttl_ms=ttl_to_ms(ttl),
+            max_message_bytes=_count(
+                "max_message_bytes", max_message_bytes, DEFAULT_MAX_MESSAGE_BYTES, minimum=1
+            ),
+            max_messages=_count("max_messages", max_messages, 0, minimum=1),
+            op_window_ms=ttl_to_ms(
+                DEFAULT_OP_WINDOW if op_window is None else op_window, "op_window"
+            ),
+            op_window_size=_count(
+                "op_window_size", op_window_size, DEFAULT_OP_WINDOW_SIZE, minimum=1
+            ),
+        )
 
-    def redis_key(self, key: object) -> str:
+    def redis_key(self, key: object) -> bytes:
+        """The list holding conversation ``key``."""
         if not isinstance(key, str):
             raise InvalidKeyError(f"a chat key must be a str, not {type(key).__name__}")
         if not key:
             raise InvalidKeyError("a chat key must not be empty")
-        return self.namespace + key
+        return encode_name(self.namespace + key, "chat key")
+
+    def keys(self, key: object) -> tuple[bytes, bytes]:
+        """The conversation's list and its record, KEYS[1] and KEYS[2] of every script."""
+        list_key = self.redis_key(key)
+        return list_key, record_key(list_key)
+
+    def argv(self, op_id: str, expected_version: int | None = None) -> tuple[Arg, ...]:
+        """ARGV[1..6] of every script, in the order lua/includes/prelude.lua reads them."""
+        return (
+            op_id,
+            self.ttl_ms,
+            "" if expected_version is None else expected_version,
+            self.max_messages,
+            self.op_window_ms,
+            self.op_window_size,
+        )
 
 
-def ttl_to_ms(ttl: TTL | None) -> int:
-    """Seconds (int or float, as LlamaIndex takes them) or a timedelta, as whole milliseconds."""
+def _count(name: str, value: object, default: int, *, minimum: int) -> int:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidArgumentTypeError(f"{name} must be an int, not {type(value).__name__}")
+    if value < minimum:
+        raise InvalidArgumentError(f"{name} must be at least {minimum}, not {value}")
+    return value
+
+
+def ttl_to_ms(ttl: TTL | None, name: str = "ttl") -> int:
+    """Seconds (int or float, as LlamaIndex takes them) or a timedelta, as whole milliseconds,
+    at least 1 and at most 2^53 - 1 (about 285,000 years)."""
     if ttl is None:
         return 0
     if isinstance(ttl, timedelta):
@@ -80,10 +144,15 @@ def ttl_to_ms(ttl: TTL | None) -> int:
     elif isinstance(ttl, (int, float)) and not isinstance(ttl, bool):
         seconds = float(ttl)
     else:
-        raise TypeError(f"ttl must be seconds or a timedelta, not {type(ttl).__name__}")
+        raise InvalidArgumentTypeError(
+            f"{name} must be seconds or a timedelta, not {type(ttl).__name__}"
+        )
     if not math.isfinite(seconds) or seconds <= 0:
-        raise ValueError(f"ttl must be positive, not {ttl!r}")
-    return max(1, round(seconds * 1000))
+        raise InvalidArgumentError(f"{name} must be positive and finite, not {ttl!r}")
+    milliseconds = max(1, round(seconds * 1000))
+    if milliseconds > MAX_TTL_MS:
+        raise InvalidArgumentError(f"{name} must be at most {MAX_TTL_MS} ms, not {ttl!r}")
+    return milliseconds
 
 
 def check_index(idx: object) -> int:
@@ -92,20 +161,57 @@ def check_index(idx: object) -> int:
     return idx
 
 
+def new_op_id() -> str:
+    """A fresh op id: 96 random bits, 16 URL-safe characters."""
+    return secrets.token_urlsafe(12)
+
+
+def check_op_id(op_id: object) -> str:
+    """The caller's op id, or a new one. Any non-empty str of at most 200 UTF-8 bytes."""
+    if op_id is None:
+        return new_op_id()
+    if not isinstance(op_id, str):
+        raise InvalidArgumentTypeError(f"op_id must be a str, not {type(op_id).__name__}")
+    try:
+        size = len(op_id.encode())
+    except UnicodeEncodeError:
+        raise InvalidArgumentError(f"op_id {op_id!r} holds a lone surrogate") from None
+    if not 0 < size <= MAX_OP_ID_BYTES:
+        raise InvalidArgumentError(
+            f"op_id must hold 1 to {MAX_OP_ID_BYTES} bytes of UTF-8, not {size}"
+        )
+    return op_id
+
+
+def check_version(version: object) -> int | None:
+    if version is None:
+        return None
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise InvalidArgumentTypeError(
+            f"expected_version must be an int, not {type(version).__name__}"
+        )
+    if not 0 <= version < 2**53:
+        raise InvalidArgumentError(f"expected_version must be in [0, 2^53), not {version}")
+    return version
+
+
 @dataclass(frozen=True, slots=True)
 class Operation(Generic[R]):
     """One round trip: a script of ``lua/`` run by EVALSHA, or one plain command."""
 
     chat_key: str  # as the caller named it, for error messages
-    keys: tuple[str, ...]
+    keys: tuple[bytes, ...]
     args: tuple[Arg, ...]
     decode: Callable[[Any], R] = field(repr=False)
     script: str | None = None  # the name of lua/<script>.lua
     command: str | None = None  # or a plain command, sent as: command *keys *args
+    op_id: str | None = None  # a write's id, recorded by its script with its reply
 
     def with_decoder(self, decode: Callable[[Any], T]) -> Operation[T]:
         """The same round trip, its reply decoded another way (the LlamaIndex drop-in's)."""
-        return Operation(self.chat_key, self.keys, self.args, decode, self.script, self.command)
+        return Operation(
+            self.chat_key, self.keys, self.args, decode, self.script, self.command, self.op_id
+        )
 
     @property
     def command_line(self) -> tuple[Arg, ...]:
@@ -116,12 +222,24 @@ class Operation(Generic[R]):
 
     def error(self, exc: Exception) -> Exception:
         """The typed error for what Redis answered, or ``exc`` itself when it is not ours."""
-        text = str(exc)
-        if text.startswith("ACS_WRONGTYPE"):
-            return WrongTypeError(self.chat_key, text.split()[1] if " " in text else None)
-        if text.startswith("WRONGTYPE"):
-            return WrongTypeError(self.chat_key)
+        if isinstance(exc, redis.ResponseError):
+            return error_from_reply(exc, self.chat_key)
         return exc
+
+
+def check_operations(operations: object) -> list[Operation[Any]]:
+    if isinstance(operations, (str, bytes)) or not isinstance(operations, Iterable):
+        raise InvalidArgumentTypeError(
+            f"operations must be a list of Operation, not {type(operations).__name__}"
+        )
+    checked = list(operations)
+    for position, operation in enumerate(checked):
+        if not isinstance(operation, Operation):
+            raise InvalidArgumentTypeError(
+                f"operation #{position} must be an Operation (built by atomic_chat_store."
+                f"operations), not {type(operation).__name__}"
+            )
+    return checked
 
 
 def decode_replies(operations: Sequence[Operation[Any]], replies: Sequence[Any]) -> list[Any]:
@@ -190,29 +308,64 @@ def _length(reply: int) -> int:
     return int(reply)
 
 
-def append(config: StoreConfig, key: str, messages: Sequence[object]) -> Operation[int]:
-    """Append messages at the end; returns the new length."""
-    encoded = encode_messages(messages, config.max_message_bytes)
-    return Operation(key, (config.redis_key(key),), (config.ttl_ms, *encoded), _length, "append")
-
-
-def add_message(
-    config: StoreConfig, key: str, message: object, idx: int | None = None
-) -> Operation[int]:
-    """Append, or with ``idx`` insert by Python's ``list.insert`` rules; returns the new length."""
-    redis_key = config.redis_key(key)
-    encoded = encode_message(message, config.max_message_bytes)
-    if idx is None:
-        return Operation(key, (redis_key,), (config.ttl_ms, encoded), _length, "append")
+def _write(
+    config: StoreConfig,
+    key: str,
+    script: str,
+    args: Sequence[Arg],
+    decode: Callable[[Any], R],
+    op_id: str | None,
+    expected_version: int | None,
+) -> Operation[R]:
+    """A script that changes the conversation: its keys, the shared ARGV prefix, then ``args``."""
+    checked_id = check_op_id(op_id)
+    prefix = config.argv(checked_id, check_version(expected_version))
     return Operation(
-        key, (redis_key,), (check_index(idx), encoded, config.ttl_ms), _length, "insert"
+        key, config.keys(key), (*prefix, *args), decode, script=script, op_id=checked_id
     )
 
 
-def set_messages(config: StoreConfig, key: str, messages: Sequence[object]) -> Operation[int]:
+def append(
+    config: StoreConfig,
+    key: str,
+    messages: Sequence[object],
+    *,
+    op_id: str | None = None,
+    expected_version: int | None = None,
+) -> Operation[int]:
+    """Append messages at the end; returns the new length."""
+    encoded = encode_messages(messages, config.max_message_bytes)
+    return _write(config, key, "append", encoded, _length, op_id, expected_version)
+
+
+def add_message(
+    config: StoreConfig,
+    key: str,
+    message: object,
+    idx: int | None = None,
+    *,
+    op_id: str | None = None,
+    expected_version: int | None = None,
+) -> Operation[int]:
+    """Append, or with ``idx`` insert by Python's ``list.insert`` rules; returns the new length."""
+    encoded = encode_message(message, config.max_message_bytes)
+    if idx is None:
+        return _write(config, key, "append", (encoded,), _length, op_id, expected_version)
+    index = check_index(idx)
+    return _write(config, key, "insert", (index, encoded), _length, op_id, expected_version)
+
+
+def set_messages(
+    config: StoreConfig,
+    key: str,
+    messages: Sequence[object],
+    *,
+    op_id: str | None = None,
+    expected_version: int | None = None,
+) -> Operation[int]:
     """Replace the conversation; an empty list removes the key. Returns the new length."""
     encoded = encode_messages(messages, config.max_message_bytes)
-    return Operation(key, (config.redis_key(key),), (config.ttl_ms, *encoded), _length, "replace")
+    return _write(config, key, "set_all", encoded, _length, op_id, expected_version)
 
 
 def get_messages(config: StoreConfig, key: str) -> Operation[list[ChatMessage]]:
@@ -225,28 +378,41 @@ def get_messages(config: StoreConfig, key: str) -> Operation[list[ChatMessage]]:
     )
 
 
-def delete_messages(config: StoreConfig, key: str) -> Operation[list[ChatMessage] | None]:
+def delete_messages(
+    config: StoreConfig,
+    key: str,
+    *,
+    op_id: str | None = None,
+    expected_version: int | None = None,
+) -> Operation[list[ChatMessage] | None]:
     def decode(reply: list[bytes | str]) -> list[ChatMessage] | None:
         return _decode_elements(key, reply, removed=True) or None
 
-    return Operation(key, (config.redis_key(key),), (), decode, "delete_all")
+    return _write(config, key, "delete_all", (), decode, op_id, expected_version)
 
 
-def delete_message(config: StoreConfig, key: str, idx: int) -> Operation[ChatMessage | None]:
+def delete_message(
+    config: StoreConfig,
+    key: str,
+    idx: int,
+    *,
+    op_id: str | None = None,
+    expected_version: int | None = None,
+) -> Operation[ChatMessage | None]:
     index = check_index(idx)
-    return Operation(
-        key,
-        (config.redis_key(key),),
-        (index, config.ttl_ms),
-        _decode_removed(key, index),
-        "delete_at",
-    )
+    decode = _decode_removed(key, index)
+    return _write(config, key, "delete_at", (index,), decode, op_id, expected_version)
 
 
-def delete_last_message(config: StoreConfig, key: str) -> Operation[ChatMessage | None]:
-    return Operation(
-        key, (config.redis_key(key),), (config.ttl_ms,), _decode_removed(key, None), "delete_last"
-    )
+def delete_last_message(
+    config: StoreConfig,
+    key: str,
+    *,
+    op_id: str | None = None,
+    expected_version: int | None = None,
+) -> Operation[ChatMessage | None]:
+    decode = _decode_removed(key, None)
+    return _write(config, key, "delete_last", (), decode, op_id, expected_version)
 
 
 def count(config: StoreConfig, key: str) -> Operation[int]:
@@ -254,18 +420,26 @@ def count(config: StoreConfig, key: str) -> Operation[int]:
 
 
 def refresh_ttl(config: StoreConfig, key: str) -> Operation[bool]:
-    """Push the expiry of a conversation back to the store's TTL; False when the key is missing."""
+    """Push the expiry of a conversation (and its record) back to the store's TTL; False when
+    the conversation is missing. Not recorded: refreshing twice is refreshing once."""
     if not config.ttl_ms:
-        raise ValueError("this store has no ttl to refresh")
-    return Operation(key, (config.redis_key(key),), (config.ttl_ms,), bool, command="PEXPIRE")
+        raise InvalidArgumentError("this store has no ttl to refresh")
+    return Operation(key, config.keys(key), config.argv(""), bool, script="refresh_ttl")
 
 
-def keys_pattern(config: StoreConfig) -> str:
+def keys_pattern(config: StoreConfig) -> bytes:
     """The SCAN MATCH pattern of the namespace, its glob characters escaped."""
-    return re.sub(r"([*?\[\]\\])", r"\\\1", config.namespace) + "*"
+    return re.sub(rb"([*?\[\]\\])", rb"\\\1", encode_name(config.namespace, "namespace")) + b"*"
+
+
+def scan_command(config: StoreConfig, cursor: int) -> tuple[Arg, ...]:
+    """One step of get_keys: the lists of the namespace, from ``cursor`` on."""
+    return ("SCAN", cursor, "MATCH", keys_pattern(config), "COUNT", SCAN_COUNT, "TYPE", "list")
 
 
 def chat_keys(config: StoreConfig, raws: Iterable[bytes | str]) -> list[str]:
-    """SCAN's answer as chat keys: namespace stripped, sorted, without the repeats SCAN may give."""
-    start = len(config.namespace)
-    return sorted({as_bytes(raw).decode()[start:] for raw in raws})
+    """SCAN's answer as chat keys: namespace stripped, sorted, without the repeats SCAN may give
+    and without the store's own companion keys."""
+    start = len(encode_name(config.namespace, "namespace"))
+    names = (decode_name(as_bytes(raw)[start:]) for raw in raws)
+    return sorted({name for name in names if name})

@@ -1,19 +1,31 @@
-"""The Lua scripts of ``lua/``: found, read once, registered with a redis-py client.
+"""The Lua scripts of ``lua/``: found, read once, their includes put in, their SHA1 computed.
 
-redis-py's ``Script`` (and the async client's ``AsyncScript``) already call EVALSHA, load the
-script and retry once on NOSCRIPT (after a restart, a failover or SCRIPT FLUSH), and get loaded
-before a pipeline runs; nothing here repeats that.
+A line ``-- @include NAME`` in a script is replaced by ``lua/includes/NAME.lua`` (BullMQ's way):
+the checks every script makes are written once. The stores send ``EVALSHA`` themselves rather
+than through redis-py's ``Script``: a ``NOSCRIPT`` reply is part of the store's retry rule, which
+then loads every script at once, so that a later pipeline or transaction finds them all.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import re
+from dataclasses import dataclass
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Any
 
 from .errors import ChatStoreError
+
+_INCLUDE = re.compile(r"^-- @include (\w+)$", re.MULTILINE)
+
+
+@dataclass(frozen=True, slots=True)
+class Script:
+    name: str
+    source: str  # includes put in: what Redis runs
+    sha: str
 
 
 def lua_dir() -> Traversable:
@@ -27,16 +39,24 @@ def lua_dir() -> Traversable:
     raise ChatStoreError(f"the Lua scripts are missing: neither {packaged} nor {checkout} exists")
 
 
+def expand_includes(text: str, includes: Traversable) -> str:
+    def include(match: re.Match[str]) -> str:
+        part = includes / f"{match.group(1)}.lua"
+        if not part.is_file():
+            raise ChatStoreError(f"lua/includes/{match.group(1)}.lua is missing")
+        return part.read_text(encoding="utf-8").rstrip("\n")
+
+    return _INCLUDE.sub(include, text)
+
+
 @functools.cache
-def script_sources() -> dict[str, str]:
-    """Each script's text by name (``append`` for ``lua/append.lua``)."""
-    return {
-        entry.name.removesuffix(".lua"): entry.read_text(encoding="utf-8")
-        for entry in lua_dir().iterdir()
-        if entry.name.endswith(".lua")
-    }
-
-
-def register_scripts(client: Any) -> dict[str, Any]:
-    """One ``Script`` per script, bound to ``client`` (sync, async or cluster)."""
-    return {name: client.register_script(source) for name, source in script_sources().items()}
+def scripts() -> dict[str, Script]:
+    """Each script by name (``append`` for ``lua/append.lua``), ready to send."""
+    folder = lua_dir()
+    found = {}
+    for entry in folder.iterdir():
+        if entry.name.endswith(".lua"):
+            name = entry.name.removesuffix(".lua")
+            source = expand_includes(entry.read_text(encoding="utf-8"), folder / "includes")
+            found[name] = Script(name, source, hashlib.sha1(source.encode()).hexdigest())
+    return found

@@ -1,29 +1,44 @@
-"""RedisChatStore: the synchronous store. It only sends what ``operations`` builds."""
+"""RedisChatStore: the synchronous store. It only sends what ``operations`` builds, again after a
+lost reply as ``retry`` says (the rule and everything else without I/O: ``base``)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
 import redis
 
 from . import operations as ops
-from .connection import DEFAULT_URL, client_from_url
+from .base import NO_DECODING, StoreBase, is_cluster
+from .connection import sync_client_factory
 from .messages import ChatMessage
-from .scripts import register_scripts
+from .retry import RetryPolicy
 
 R = TypeVar("R")
+T = TypeVar("T")
 
 
-class RedisChatStore:
+class RedisChatStore(StoreBase[redis.Redis]):
     """Chat histories in Redis lists, every edit one atomic Lua script and one round trip.
 
-    ``client`` is any redis-py client (``redis.Redis``, a Sentinel master, ``RedisCluster``);
-    without one, ``url`` (default ``redis://localhost:6379/0``) and ``client_kwargs`` make one,
-    which ``close()`` then closes. ``ttl`` (seconds or a timedelta) is refreshed by every write;
-    ``namespace`` is prepended to every key; a message whose JSON is over ``max_message_bytes``
-    (default 4 MiB) is refused before anything is sent.
+    ``client`` is any redis-py client (``redis.Redis``, a Sentinel master, ``RedisCluster``) made
+    with ``decode_responses=False`` (the default); without one, ``url`` (default
+    ``redis://localhost:6379/0``) and ``client_kwargs`` make one on first use, which ``close()``
+    then closes. Building a store never connects.
+
+    ``ttl`` (seconds or a timedelta) is refreshed by every write; ``namespace`` is prepended to
+    every key; a message whose JSON is over ``max_message_bytes`` (default 4 MiB) is refused
+    before anything is sent.
+
+    Every write takes ``op_id``: the store makes one when none is given. Its script records it
+    with its reply, and meeting it again returns that reply and changes nothing, so a write sent
+    again (by redis-py's retries, the store's, or the caller after ``OutcomeUnknownError``) is
+    applied at most once. A conversation remembers its last ``op_window_size`` ids (default
+    1,000) for ``op_window`` (default 10 minutes). On a lost connection, a timeout, NOSCRIPT,
+    READONLY and the like the store sends the same operation again, as ``retry`` allows (a
+    ``RetryPolicy``; the default rides out a 10 s outage).
     """
 
     def __init__(
@@ -34,92 +49,183 @@ class RedisChatStore:
         ttl: ops.TTL | None = None,
         namespace: str = "",
         max_message_bytes: int | None = None,
+        max_messages: int | None = None,
+        op_window: ops.TTL | None = None,
+        op_window_size: int | None = None,
+        retry: RetryPolicy | None = None,
         **client_kwargs: Any,
     ) -> None:
-        if client is not None and (url is not None or client_kwargs):
-            raise ValueError("pass either a client or a url with its options, not both")
-        self.config = ops.StoreConfig.build(
-            namespace=namespace, ttl=ttl, max_message_bytes=max_message_bytes
+        super().__init__(
+            client,
+            url=url,
+            ttl=ttl,
+            namespace=namespace,
+            max_message_bytes=max_message_bytes,
+            max_messages=max_messages,
+            op_window=op_window,
+            op_window_size=op_window_size,
+            retry=retry,
+            client_kwargs=client_kwargs,
+            client_factory=sync_client_factory,
         )
-        self._owns_client = client is None
-        self.client = (
-            client if client is not None else client_from_url(url or DEFAULT_URL, **client_kwargs)
-        )
-        self._scripts = register_scripts(self.client)
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> RedisChatStore:
         """A store on a new client for ``url``; other keyword arguments as for the constructor."""
         return cls(url=url, **kwargs)
 
+    # -- sending ----------------------------------------------------------------------------------
+
     def execute(self, operation: ops.Operation[R]) -> R:
-        """Send one operation built by ``atomic_chat_store.operations``: one round trip."""
-        try:
-            if operation.script is not None:
-                reply = self._scripts[operation.script](keys=operation.keys, args=operation.args)
-            else:
-                reply = self.client.execute_command(*operation.command_line)  # type: ignore[no-untyped-call]
-        except redis.ResponseError as exc:
-            error = operation.error(exc)
-            if error is exc:
-                raise
-            raise error from exc
+        """Send one operation built by ``atomic_chat_store.operations``: one round trip, sent
+        again after a lost reply within the retry budget."""
+        wire = self._wire(operation)
+        reply = self._retrying(
+            [operation],
+            lambda: self.client.execute_command(*wire, **NO_DECODING),  # type: ignore[no-untyped-call]
+        )
         return operation.decode(reply)
 
     def execute_many(
-        self, operations: Sequence[ops.Operation[Any]], *, transaction: bool = True
+        self, operations: Iterable[ops.Operation[Any]], *, transaction: bool = True
     ) -> list[Any]:
-        """Send several operations in one redis-py pipeline (MULTI/EXEC when ``transaction``).
+        """Send several operations in one redis-py pipeline (MULTI/EXEC when ``transaction``):
+        one round trip.
 
         Results come back in order. Every operation runs, even after one fails: Redis does not
         roll a MULTI/EXEC back. A failure raises ``BatchError``, whose ``results`` hold each
-        result or typed error. redis-py checks the scripts are loaded (SCRIPT EXISTS) before it
-        sends the pipeline: two round trips for the lot.
+        result or typed error. After a lost reply the whole batch is sent again: the writes that
+        ran replay their recorded replies.
         """
-        with self.client.pipeline(transaction=transaction) as pipe:
-            for operation in operations:
-                if operation.script is not None:
-                    self._scripts[operation.script](
-                        keys=operation.keys, args=operation.args, client=pipe
-                    )
-                else:
-                    pipe.execute_command(*operation.command_line)  # type: ignore[no-untyped-call]
-            replies = pipe.execute(raise_on_error=False)
-        return ops.decode_replies(operations, replies)
+        batch = ops.check_operations(operations)
+        if not batch:
+            return []
 
-    def add_message(self, key: str, message: object, idx: int | None = None) -> int:
+        def send() -> list[Any]:
+            with self.client.pipeline(transaction=False) as pipe:
+                for command in self._batch_wire(batch, transaction):
+                    pipe.execute_command(*command, **NO_DECODING)  # type: ignore[no-untyped-call]
+                replies = pipe.execute(raise_on_error=False)
+            return self._batch_replies(batch, transaction, replies)
+
+        return ops.decode_replies(batch, self._retrying(batch, send, batch=True))
+
+    def _retrying(
+        self,
+        operations: Sequence[ops.Operation[Any]],
+        send: Callable[[], T],
+        *,
+        batch: bool = False,
+    ) -> T:
+        """``send()``, again after each failure the retry rule deems worth it, as it says."""
+        attempts = self.retry.begin(operations, batch=batch)
+        while True:
+            try:
+                if attempts.reload_scripts:
+                    self._load_scripts()
+                    attempts.reload_scripts = False
+                return send()
+            except Exception as error:
+                time.sleep(attempts.failed(error))
+
+    def _load_scripts(self) -> None:
+        if is_cluster(self.client):
+            for source in self._script_sources:
+                self.client.script_load(source)  # to every primary
+            return
+        with self.client.pipeline(transaction=False) as pipe:
+            for source in self._script_sources:
+                pipe.script_load(source)
+            pipe.execute()
+
+    # -- the operations ---------------------------------------------------------------------------
+
+    def add_message(
+        self,
+        key: str,
+        message: object,
+        idx: int | None = None,
+        *,
+        op_id: str | None = None,
+        expected_version: int | None = None,
+    ) -> int:
         """Append ``message``, or insert it before ``idx`` (``list.insert`` rules).
 
         Returns the new length.
         """
-        return self.execute(ops.add_message(self.config, key, message, idx))
+        return self.execute(
+            ops.add_message(
+                self.config, key, message, idx, op_id=op_id, expected_version=expected_version
+            )
+        )
 
-    def add_messages(self, key: str, messages: Sequence[object]) -> int:
+    def add_messages(
+        self,
+        key: str,
+        messages: Sequence[object],
+        *,
+        op_id: str | None = None,
+        expected_version: int | None = None,
+    ) -> int:
         """Append several messages in one script. Returns the new length."""
-        return self.execute(ops.append(self.config, key, messages))
+        return self.execute(
+            ops.append(self.config, key, messages, op_id=op_id, expected_version=expected_version)
+        )
 
-    def set_messages(self, key: str, messages: Sequence[object]) -> int:
+    def set_messages(
+        self,
+        key: str,
+        messages: Sequence[object],
+        *,
+        op_id: str | None = None,
+        expected_version: int | None = None,
+    ) -> int:
         """Replace the conversation atomically; an empty list removes the key.
 
         Returns the new length.
         """
-        return self.execute(ops.set_messages(self.config, key, messages))
+        return self.execute(
+            ops.set_messages(
+                self.config, key, messages, op_id=op_id, expected_version=expected_version
+            )
+        )
 
     def get_messages(self, key: str) -> list[ChatMessage]:
         """The whole conversation, oldest first; ``[]`` for a missing key."""
         return self.execute(ops.get_messages(self.config, key))
 
-    def delete_messages(self, key: str) -> list[ChatMessage] | None:
+    def delete_messages(
+        self, key: str, *, op_id: str | None = None, expected_version: int | None = None
+    ) -> list[ChatMessage] | None:
         """Remove the conversation; returns what it held, or None when it held nothing."""
-        return self.execute(ops.delete_messages(self.config, key))
+        return self.execute(
+            ops.delete_messages(self.config, key, op_id=op_id, expected_version=expected_version)
+        )
 
-    def delete_message(self, key: str, idx: int) -> ChatMessage | None:
+    def delete_message(
+        self,
+        key: str,
+        idx: int,
+        *,
+        op_id: str | None = None,
+        expected_version: int | None = None,
+    ) -> ChatMessage | None:
         """Remove and return the message at ``0 <= idx < len``; otherwise None, nothing changes."""
-        return self.execute(ops.delete_message(self.config, key, idx))
+        return self.execute(
+            ops.delete_message(
+                self.config, key, idx, op_id=op_id, expected_version=expected_version
+            )
+        )
 
-    def delete_last_message(self, key: str) -> ChatMessage | None:
+    def delete_last_message(
+        self, key: str, *, op_id: str | None = None, expected_version: int | None = None
+    ) -> ChatMessage | None:
         """Remove and return the last message; None when there is none."""
-        return self.execute(ops.delete_last_message(self.config, key))
+        return self.execute(
+            ops.delete_last_message(
+                self.config, key, op_id=op_id, expected_version=expected_version
+            )
+        )
 
     def count(self, key: str) -> int:
         """The number of messages; 0 for a missing key."""
@@ -131,16 +237,27 @@ class RedisChatStore:
 
     def get_keys(self) -> list[str]:
         """Every conversation of the namespace, namespace stripped, sorted: an incremental SCAN
-        (several round trips on a large keyspace, never the blocking KEYS command)."""
-        found = self.client.scan_iter(
-            match=ops.keys_pattern(self.config), count=ops.SCAN_COUNT, _type="list"
-        )
-        return ops.chat_keys(self.config, found)
+        of every primary (several round trips on a large keyspace, never the blocking KEYS)."""
+
+        def scan() -> list[bytes]:
+            found: list[bytes] = []
+            for node in self._scan_nodes():
+                cursor = 0
+                while True:
+                    cursor, names = self.client.execute_command(  # type: ignore[no-untyped-call]
+                        *ops.scan_command(self.config, cursor), **self._scan_options(node)
+                    )
+                    found.extend(names)
+                    if not cursor:
+                        break
+            return found
+
+        return ops.chat_keys(self.config, self._retrying([], scan))
 
     def close(self) -> None:
         """Close the client if the store made it."""
-        if self._owns_client:
-            self.client.close()
+        if self._owns_client and self._client is not None:
+            self._client.close()
 
     def __enter__(self) -> RedisChatStore:
         return self

@@ -28,7 +28,7 @@ from typing import Any
 import redis
 import redis.asyncio
 
-from ..scripts import script_sources
+from ..scripts import scripts
 from ..server import RedisServer
 from . import concurrency
 from .counting import Counter, counting_async_client, counting_client
@@ -518,8 +518,8 @@ def run_bench(
         stack.push(_Cleanup(run))
 
         admin.ping()
-        for source in script_sources().values():  # loaded once, so every EVALSHA finds it
-            admin.script_load(source)
+        for script in scripts().values():  # loaded once, so every EVALSHA finds it
+            admin.script_load(script.source)
         machine = describe_machine(admin)
         server_info["version"] = machine.get("redis_server")
         _build_systems(run, stack)

@@ -1,0 +1,206 @@
+--[[
+  prelude: the part every script shares. scripts.py puts this file where a script says
+  `-- @include prelude`, so each script below reads as if it were written there.
+
+  KEYS[1]   the conversation: a list, one JSON message per element (the seed's layout, untouched)
+  KEYS[2]   its record, a hash in the same Cluster slot (see keys.py for its name):
+              v        the version: it grows with every change, from the server clock in µs
+              h, t     the op id log: entries h .. t-1 are live
+              q<n>     entry n of the log: "<ms recorded>:<op id>"
+              o:<id>   what op id <id> did: cmsgpack of {script name, reply}
+  ARGV[1]   op id: the write is recorded under it; '' for reads and TTL refreshes
+  ARGV[2]   TTL in ms, an integer string; '0' leaves the conversation's expiry as it is
+  ARGV[3]   expected version: '' accepts any; else a write finding another one changes nothing
+  ARGV[4]   max messages: after a write the conversation keeps only its newest N; '0' keeps all
+  ARGV[5]   how long an op id is remembered, in ms
+  ARGV[6]   how many op ids a conversation remembers at most
+  ARGV[7..] the script's own arguments
+
+  Errors (nothing changes; the first word is the code that errors.py maps to a typed error)
+  ACS_BADARG <name> <value>        an argument is not what the contract says
+  ACS_WRONGTYPE <type>             KEYS[1] holds another type of value
+  ACS_NOPERM <command>             the connection's ACL user may not run a command the script needs
+  ACS_VERSION <expected> <actual>  the conversation's version is not the expected one
+  ACS_OPID <op id> <script>        the op id was recorded by another script
+
+  Every check comes before the first write, so a script either changes nothing or all it says.
+  A write that changes nothing (an index out of range, nothing to remove) is not recorded and
+  does not touch the version or the TTL.
+]]
+local rcall = redis.call
+local list_key, record_key = KEYS[1], KEYS[2]
+local op_id, ttl, expected_version = ARGV[1], ARGV[2], ARGV[3]
+local FIRST_ARG = 7
+
+local function fail(code, detail)
+  error({ err = 'ACS_' .. code .. ' ' .. detail })
+end
+
+-- A decimal integer (at most 16 characters: Lua's numbers are doubles, exact below 2^53).
+local function integer_arg(name, value, min)
+  if type(value) ~= 'string' or #value > 16 or not string.match(value, '^%-?%d+$') then
+    fail('BADARG', name .. ' ' .. tostring(value))
+  end
+  local number = tonumber(value)
+  if min ~= nil and number < min then
+    fail('BADARG', name .. ' ' .. value)
+  end
+  return number
+end
+
+integer_arg('ttl', ttl, 0)
+local max_messages = integer_arg('max_messages', ARGV[4], 0)
+local window_ms = integer_arg('window_ms', ARGV[5], 0)
+local window_size = integer_arg('window_size', ARGV[6], 0)
+if expected_version ~= '' then
+  integer_arg('expected_version', expected_version, 0)
+end
+
+-- The record as begin() read it.
+local record = { h = 0, t = 0 }
+
+-- The version a reader sees: the record's; 1 for a conversation no script of ours has written
+-- (the seed's data, or a record evicted); 0 for no conversation at all.
+local function current_version(exists)
+  if record.v then
+    return record.v
+  end
+  return exists and '1' or '0'
+end
+
+local function read_record()
+  local fields = rcall('HMGET', record_key, 'v', 'h', 't', 'o:' .. op_id)
+  record.v, record.reply = fields[1], fields[4]
+  record.h, record.t = tonumber(fields[2]) or 0, tonumber(fields[3]) or 0
+end
+
+-- Every write starts here. `kind` is the Redis type KEYS[1] must have; `commands` lists every
+-- command the script may run after its first write ({name, key, args...}), checked against
+-- the ACL with the record's own. Returns `replayed, reply, exists`: true and the recorded reply
+-- when op_id was applied already (the caller returns that reply and changes nothing), else
+-- false, nil and whether KEYS[1] exists.
+local function begin(script, kind, commands)
+  read_record()
+  if op_id ~= '' and record.reply then
+    local recorded = cmsgpack.unpack(record.reply)
+    if recorded[1] ~= script then
+      fail('OPID', op_id .. ' ' .. recorded[1])
+    end
+    return true, recorded[2], nil
+  end
+  local found = rcall('TYPE', list_key)['ok']
+  if found ~= kind and found ~= 'none' then
+    fail('WRONGTYPE', found)
+  end
+  local exists = found ~= 'none'
+  if expected_version ~= '' then
+    local actual = current_version(exists)
+    if actual ~= expected_version then
+      fail('VERSION', expected_version .. ' ' .. actual)
+    end
+  end
+  local needed = {
+    { 'hset', record_key, 'v', '1' }, { 'hdel', record_key, 'v' }, { 'hget', record_key, 'v' },
+    { 'pexpire', record_key, '1' }, { 'persist', record_key }, { 'del', record_key },
+    { 'pexpire', list_key, '1' }, { 'pttl', list_key }, { 'time' },
+  }
+  if max_messages > 0 then
+    needed[#needed + 1] = { 'ltrim', list_key, '0', '-1' }
+  end
+  for _, list in ipairs({ needed, commands }) do
+    for _, command in ipairs(list) do
+      if not redis.acl_check_cmd(unpack(command)) then
+        fail('NOPERM', command[1])
+      end
+    end
+  end
+  return false, nil, exists
+end
+
+-- The server clock: {ms, µs}. Within one script it only moves forward.
+local function now()
+  local time = rcall('TIME')
+  local seconds, micros = tonumber(time[1]), tonumber(time[2])
+  return seconds * 1000 + math.floor(micros / 1000), seconds * 1000000 + micros
+end
+
+-- A mark no stored element can equal: unique to this call (op id and server time), and not
+-- JSON (0xFF never occurs in UTF-8). A constant mark would be found wherever a copy of it had
+-- been stored, and an insert or delete would act there instead.
+local function unique_mark()
+  local _, micros = now()
+  return '\255acs-mark:' .. op_id .. ':' .. string.format('%.0f', micros)
+end
+
+-- After the write: keep only the newest max_messages; returns the length.
+local function trim(length)
+  if max_messages > 0 and length > max_messages then
+    rcall('LTRIM', list_key, -max_messages, -1)
+    return max_messages
+  end
+  return length
+end
+
+-- Entries older than the window, or past its size, leave the log (with their replies).
+local function expired_entries(now_ms)
+  local doomed = {}
+  local head = record.h
+  while head < record.t do
+    local entry = rcall('HGET', record_key, 'q' .. head)
+    local at, id = string.match(entry or '', '^(%d+):(.*)$')
+    if at and record.t - head < window_size and tonumber(at) >= now_ms - window_ms then
+      break
+    end
+    doomed[#doomed + 1] = 'q' .. head
+    if id then
+      doomed[#doomed + 1] = 'o:' .. id
+    end
+    head = head + 1
+  end
+  record.h = head
+  return doomed
+end
+
+-- Every write that changed something ends here: bump the version, record op_id with its reply,
+-- refresh the TTLs. `length` is the conversation's length afterwards (0: it is gone).
+local function commit(script, reply, length)
+  local now_ms, now_us = now()
+  local version = math.max((tonumber(record.v) or 1) + 1, now_us)
+  local fields = { 'v', string.format('%.0f', version) }
+  if op_id ~= '' then
+    local doomed = expired_entries(now_ms)
+    if #doomed > 0 then
+      rcall('HDEL', record_key, unpack(doomed))
+    end
+    if window_size > 0 then
+      local packed = cmsgpack.pack({ script, reply })
+      for _, field in ipairs({
+        'h', record.h, 't', record.t + 1,
+        'q' .. record.t, now_ms .. ':' .. op_id, 'o:' .. op_id, packed,
+      }) do
+        fields[#fields + 1] = field
+      end
+    end
+  end
+  rcall('HSET', record_key, unpack(fields))
+  if length == 0 then
+    -- The conversation is gone; its record stays for the window, so a replay still finds it.
+    if window_ms > 0 then
+      rcall('PEXPIRE', record_key, window_ms)
+    else
+      rcall('DEL', record_key)
+    end
+  elseif ttl ~= '0' then
+    rcall('PEXPIRE', list_key, ttl)
+    rcall('PEXPIRE', record_key, ttl)
+  else
+    -- No TTL of ours: the record follows whatever expiry the conversation has.
+    local left = rcall('PTTL', list_key)
+    if left > 0 then
+      rcall('PEXPIRE', record_key, left)
+    else
+      rcall('PERSIST', record_key)
+    end
+  end
+  return reply
+end

@@ -1,0 +1,34 @@
+#!lua
+--[[
+  set_all: replace the whole conversation with the given messages.
+
+  KEYS[1], KEYS[2], ARGV[1..6]  as every script (includes/prelude.lua)
+  ARGV[7..]  the new messages, in order, each one JSON text; none removes the conversation
+
+  Returns    the length afterwards. No messages for a conversation that does not exist
+             changes nothing.
+  Errors     those of the prelude; nothing changes
+  Cost       O(N + M): the N old elements are freed, the M new ones pushed 1,000 at a time.
+             Readers see the old list or the new one.
+]]
+-- @include prelude
+local SCRIPT = 'set_all'
+local CHUNK = 1000
+
+local replayed, reply, exists = begin(SCRIPT, 'list', {
+  { 'del', list_key }, { 'rpush', list_key, 'x' },
+})
+if replayed then
+  return reply
+end
+if not exists and #ARGV < FIRST_ARG then
+  return 0
+end
+
+rcall('DEL', list_key)
+local length = 0
+for first = FIRST_ARG, #ARGV, CHUNK do
+  length = rcall('RPUSH', list_key, unpack(ARGV, first, math.min(first + CHUNK - 1, #ARGV)))
+end
+length = trim(length)
+return commit(SCRIPT, length, length)

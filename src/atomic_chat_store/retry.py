@@ -1,0 +1,171 @@
+"""The store's retry rule, free of I/O: which failures are worth sending an operation again, how
+long to wait, and what to raise when the budget is spent.
+
+Sending again is safe because every write carries its op id: its script returns the recorded
+reply instead of applying it twice. redis-py's own ``Retry`` cannot be used for this: it has no
+total time budget, does not reload scripts, and cannot tell the caller whether a write may have
+been applied. Its backoff classes are used as they are.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+from redis.backoff import ExponentialWithJitterBackoff
+
+from .errors import (
+    BatchError,
+    ChatStoreError,
+    CommandRefusedError,
+    InvalidArgumentError,
+    InvalidArgumentTypeError,
+    OutcomeUnknownError,
+    UnavailableError,
+    error_from_reply,
+)
+
+# A failure after which the command may have run: the reply never came.
+_REPLY_LOST: tuple[type[BaseException], ...] = (redis.ConnectionError, redis.TimeoutError, OSError)
+# A ConnectionError that is an answer, not a lost connection: sending again cannot help.
+_FINAL: tuple[type[BaseException], ...] = (
+    redis.AuthenticationError,
+    redis.exceptions.AuthorizationError,
+)
+# Refusals that say the command did not run, and that pass once the server or cluster settles:
+# a demoted master (READONLY), a server loading its data (LOADING), a busy script (BUSY), a
+# slot moving or a cluster electing (TRYAGAIN, CLUSTERDOWN, MASTERDOWN), a full pool.
+_NOT_RUN: tuple[type[BaseException], ...] = (
+    redis.exceptions.ReadOnlyError,
+    redis.exceptions.BusyLoadingError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.MaxConnectionsError,
+)
+
+
+def _number(name: str, value: object, minimum: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidArgumentTypeError(f"{name} must be a number, not {type(value).__name__}")
+    if not math.isfinite(value) or value < minimum:
+        raise InvalidArgumentError(f"{name} must be a finite number >= {minimum}, not {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How long the store keeps sending an operation again when no reply comes.
+
+    At most ``attempts`` sends in all, and none started after ``timeout`` seconds from the first;
+    between two, an exponential backoff with jitter from ``backoff_base`` seconds up to
+    ``backoff_cap``. The default rides out an outage of 10 s with room to spare.
+    ``RetryPolicy(attempts=1)`` never sends again. Loading the scripts after a ``NOSCRIPT`` reply
+    is immediate, but counts as an attempt.
+    """
+
+    attempts: int = 50
+    timeout: float = 20.0
+    backoff_base: float = 0.02
+    backoff_cap: float = 1.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.attempts, bool) or not isinstance(self.attempts, int):
+            raise InvalidArgumentTypeError(
+                f"attempts must be an int, not {type(self.attempts).__name__}"
+            )
+        if self.attempts < 1:
+            raise InvalidArgumentError(f"attempts must be at least 1, not {self.attempts}")
+        _number("timeout", self.timeout, 0)
+        _number("backoff_base", self.backoff_base, 0)
+        _number("backoff_cap", self.backoff_cap, 0)
+
+    def begin(
+        self,
+        operations: Sequence[Any],
+        *,
+        batch: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> Attempts:
+        """The rule's state for sending ``operations`` (one, or a batch sent together; none for
+        a read such as get_keys)."""
+        return Attempts(self, operations, batch, clock)
+
+
+def is_reply_lost(error: BaseException) -> bool:
+    return isinstance(error, _REPLY_LOST) and not isinstance(error, (*_FINAL, *_NOT_RUN))
+
+
+def is_retryable(error: BaseException) -> bool:
+    if isinstance(error, (redis.exceptions.NoScriptError, *_NOT_RUN)):
+        return True
+    if isinstance(error, redis.ResponseError):
+        return str(error).startswith(("BUSY ", "LOADING ", "MASTERDOWN "))
+    return is_reply_lost(error)
+
+
+@dataclass
+class Attempts:
+    """One operation (or batch) on its way: call ``failed`` after each failure; it says how long
+    to wait before the next send, or raises what the caller gets."""
+
+    policy: RetryPolicy
+    operations: Sequence[Any]
+    batch: bool
+    clock: Callable[[], float] = field(repr=False)
+    count: int = 0
+    started: float = 0.0
+    # Whether an earlier send may have run: then a later refusal says nothing of the outcome.
+    maybe_applied: bool = False
+    reload_scripts: bool = False
+    _backoff: ExponentialWithJitterBackoff = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.started = self.clock()
+        self._backoff = ExponentialWithJitterBackoff(
+            cap=self.policy.backoff_cap, base=self.policy.backoff_base
+        )
+
+    def failed(self, error: Exception) -> float:
+        """Seconds to wait before sending again; raises when there is no next time. When it sets
+        ``reload_scripts``, the caller loads the scripts before sending again."""
+        self.count += 1
+        if is_reply_lost(error):
+            self.maybe_applied = True
+        if not is_retryable(error):
+            raise self._final(error) from error
+        self.reload_scripts = isinstance(error, redis.exceptions.NoScriptError)
+        delay = 0.0 if self.reload_scripts else self._backoff.compute(self.count)
+        elapsed = self.clock() - self.started
+        if self.count >= self.policy.attempts or elapsed + delay > self.policy.timeout:
+            raise self._spent(elapsed) from error
+        return delay
+
+    def _spent(self, elapsed: float) -> ChatStoreError:
+        op_ids = tuple(op.op_id for op in self.operations if op.op_id is not None)
+        if self.maybe_applied and op_ids:
+            return OutcomeUnknownError(op_ids[0], self.count, elapsed, op_ids=op_ids)
+        return UnavailableError(
+            f"no server answered within the retry budget ({self.count} attempt(s) in "
+            f"{elapsed:.1f} s); nothing was applied",
+            self.count,
+            elapsed,
+        )
+
+    def _final(self, error: Exception) -> Exception:
+        if isinstance(error, redis.ResponseError):
+            key = self.operations[0].chat_key if len(self.operations) == 1 else ""
+            typed = error_from_reply(error, key)
+        else:
+            typed = error
+        if self.maybe_applied and isinstance(typed, CommandRefusedError):
+            # Refused before any script ran, after a send whose reply was lost: that send may
+            # have applied it. Only a send with the same op id can tell.
+            return self._spent(self.clock() - self.started)
+        if self.batch and isinstance(typed, ChatStoreError):
+            # A whole batch refused (a transaction aborted while queueing): none of it applied.
+            return BatchError([typed] * len(self.operations), applied=False)
+        return typed
