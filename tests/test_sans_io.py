@@ -231,6 +231,16 @@ def test_replies_become_typed_errors(reply, expected):
     assert "script:" not in str(typed)
 
 
+def test_errors_redis_py_has_a_class_for_are_typed_too():
+    # redis-py takes "OOM " off the message and keeps it as status_code.
+    oom = redis.exceptions.OutOfMemoryError("command not allowed", status_code="OOM")
+    assert isinstance(error_from_reply(oom, "chat"), OutOfMemoryError)
+    denied = redis.exceptions.NoPermissionError(
+        "this user has no permissions to run the 'evalsha' command", status_code="NOPERM"
+    )
+    assert error_from_reply(denied, "chat").command == "evalsha"
+
+
 def test_typed_errors_carry_their_details():
     conflict = error_from_reply(redis.ResponseError("ACS_VERSION 12 15" + WHERE), "chat")
     assert (conflict.key, conflict.expected, conflict.actual) == ("chat", 12, 15)

@@ -4,14 +4,24 @@ from .aio import AsyncRedisChatStore
 from .errors import (
     BatchError,
     ChatStoreError,
+    CommandRefusedError,
     CorruptMessageError,
+    InvalidArgumentError,
+    InvalidArgumentTypeError,
     InvalidIndexError,
     InvalidKeyError,
     InvalidMessageError,
     MessageTooLargeError,
+    OpIdConflictError,
+    OutcomeUnknownError,
+    OutOfMemoryError,
+    PermissionDeniedError,
+    UnavailableError,
+    VersionConflictError,
     WrongTypeError,
 )
 from .messages import ChatMessage
+from .retry import RetryPolicy
 from .store import RedisChatStore
 
 __all__ = [
@@ -19,11 +29,21 @@ __all__ = [
     "BatchError",
     "ChatMessage",
     "ChatStoreError",
+    "CommandRefusedError",
     "CorruptMessageError",
+    "InvalidArgumentError",
+    "InvalidArgumentTypeError",
     "InvalidIndexError",
     "InvalidKeyError",
     "InvalidMessageError",
     "MessageTooLargeError",
+    "OpIdConflictError",
+    "OutOfMemoryError",
+    "OutcomeUnknownError",
+    "PermissionDeniedError",
     "RedisChatStore",
+    "RetryPolicy",
+    "UnavailableError",
+    "VersionConflictError",
     "WrongTypeError",
 ]

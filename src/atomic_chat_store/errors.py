@@ -56,10 +56,6 @@ class InvalidArgumentTypeError(InvalidArgumentError, TypeError):
     """A store option or argument of the wrong type."""
 
 
-class InvalidClientError(ChatStoreError, ValueError):
-    """A client the store cannot use as it is (one that decodes responses)."""
-
-
 class WrongTypeError(ChatStoreError):
     """The chat key holds a Redis value that is not a list; it was left untouched."""
 
@@ -222,7 +218,12 @@ def error_from_reply(error: redis.ResponseError, key: str) -> Exception:
     when it is none of ours. A script's errors are ``ACS_<CODE> <details>``
     (lua/includes/prelude.lua)."""
     text = _SCRIPT_WHERE.sub("", str(error))
-    code, _, detail = text.partition(" ")
+    # redis-py takes the code off the errors it has a class for, and keeps it as status_code.
+    code = getattr(error, "status_code", None)
+    if code:
+        detail, text = text, f"{code} {text}"
+    else:
+        code, _, detail = text.partition(" ")
     if code in ("ACS_WRONGTYPE", "WRONGTYPE"):
         return WrongTypeError(key, detail.split()[0] if code == "ACS_WRONGTYPE" else None)
     if code == "ACS_VERSION":
