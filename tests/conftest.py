@@ -14,6 +14,7 @@ import pytest
 import redis
 import redis.asyncio
 
+from faults import fault_proxy, fault_redis, fault_server, killable_server  # noqa: F401
 from servers import RunningServer, redis_server  # noqa: F401 (a fixture, shared with benchmarks/)
 
 

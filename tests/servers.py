@@ -13,9 +13,10 @@ from __future__ import annotations
 import contextlib
 import os
 import shlex
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -45,6 +46,15 @@ class RunningServer:
     url: str
     backend: str
     stop: Callable[[], None]
+    # What runs it, for the tests that kill or restart it: a testcontainers DockerContainer,
+    # or a RedisServer from the package's launcher.
+    handle: Any = None
+
+    @property
+    def port(self) -> int:
+        port = urlsplit(self.url).port
+        assert port is not None
+        return port
 
 
 def docker_engine_answers() -> bool:
@@ -63,19 +73,26 @@ def docker_engine_answers() -> bool:
 READY_LINE = "Ready to accept connections"
 
 
-def start_container() -> RunningServer:
+def start_container(
+    extra_args: Sequence[str] = (), *, port: int | None = None, data_dir: str | None = None
+) -> RunningServer:
+    """``extra_args`` go on redis-server's command line; ``data_dir``, a host directory, is
+    mounted as the server's working directory /data and written as this machine's user."""
     from testcontainers.core.container import DockerContainer
 
     image = os.environ.get(IMAGE_ENV, DEFAULT_IMAGE)
-    port = free_port()
+    port = port or free_port()
     # Host networking: the engine here runs with --bridge=none, and every address stays 127.0.0.1.
     # Spelled network="host", not network_mode="host": testcontainers adds its own guess of a
     # network unless "network" is given, and docker-py lets that guess replace network_mode.
-    container = (
-        DockerContainer(image)
-        .with_kwargs(network="host")
-        .with_command(shlex.join(["redis-server", *server_arguments("127.0.0.1", port)]))
-    )
+    kwargs: dict[str, Any] = {"network": "host"}
+    command = ["redis-server", *server_arguments("127.0.0.1", port), *extra_args]
+    if data_dir is not None:
+        kwargs["user"] = f"{os.getuid()}:{os.getgid()}"  # files the host user can remove
+        command += ["--dir", "/data"]
+    container = DockerContainer(image).with_kwargs(**kwargs).with_command(shlex.join(command))
+    if data_dir is not None:
+        container.with_volume_mapping(data_dir, "/data", "rw")
     try:
         _start_and_wait(container, timeout=30)
     except Exception as error:
@@ -90,7 +107,8 @@ def start_container() -> RunningServer:
             f"docker/build-redis-image.sh and set ${IMAGE_ENV}, or set {BACKEND_ENV}=process"
             + (f"\ncontainer log:\n{logs}" if logs else "")
         ) from error
-    return RunningServer(f"redis://127.0.0.1:{port}/0", f"docker:{image}", container.stop)
+    url = f"redis://127.0.0.1:{port}/0"
+    return RunningServer(url, f"docker:{image}", container.stop, container)
 
 
 def _start_and_wait(container: Any, timeout: int) -> None:
@@ -107,14 +125,19 @@ def _start_and_wait(container: Any, timeout: int) -> None:
     container.waiting_for(strategy.with_poll_interval(0.1)).start()
 
 
-def start_process() -> RunningServer:
+def start_process(
+    extra_args: Sequence[str] = (), *, port: int | None = None, data_dir: str | None = None
+) -> RunningServer:
+    """The same server as a process; ``data_dir`` becomes its working directory."""
+    if data_dir is not None:
+        extra_args = [*extra_args, "--dir", data_dir]  # after the launcher's own --dir: it wins
     try:
-        server = RedisServer().start()
+        server = RedisServer(port=port, extra_args=extra_args).start()
     except (ServerNotFoundError, ServerStartError) as error:
         raise ServerUnavailable(
             f"no Docker engine answers and no redis-server process could be started: {error}"
         ) from error
-    return RunningServer(server.url, f"process:{server.binary}", server.stop)
+    return RunningServer(server.url, f"process:{server.binary}", server.stop, server)
 
 
 _shared: RunningServer | None = None
@@ -141,10 +164,16 @@ def redis_server() -> Iterator[RunningServer]:
             _shared = None
 
 
-def start_standalone() -> RunningServer:
+def use_docker() -> bool:
+    """The backend choice of ``$ATOMIC_CHAT_STORE_TEST_BACKEND``: True for a container."""
     backend = os.environ.get(BACKEND_ENV, "auto")
-    if backend == "docker" or (backend == "auto" and docker_engine_answers()):
-        return start_container()
-    if backend in ("process", "auto"):
-        return start_process()
-    raise ServerUnavailable(f"{BACKEND_ENV}={backend!r}: use docker, process or auto")
+    if backend not in ("docker", "process", "auto"):
+        raise ServerUnavailable(f"{BACKEND_ENV}={backend!r}: use docker, process or auto")
+    return backend == "docker" or (backend == "auto" and docker_engine_answers())
+
+
+def start_standalone(extra_args: Sequence[str] = ()) -> RunningServer:
+    """One server on the chosen backend; ``extra_args`` go on redis-server's command line."""
+    if use_docker():
+        return start_container(extra_args)
+    return start_process(extra_args)
