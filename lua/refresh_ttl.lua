@@ -11,21 +11,13 @@
   Cost       O(1)
 ]]
 -- @include prelude
-local found = rcall('TYPE', list_key)['ok']
-if found ~= 'list' and found ~= 'none' then
-  fail('WRONGTYPE', found)
-end
 if ttl == '0' then
   fail('BADARG', 'ttl 0')
 end
-if found == 'none' then
+if not check_type('list') then
   return 0
 end
-for _, command in ipairs({ { 'pexpire', list_key, ttl }, { 'pexpire', record_key, ttl } }) do
-  if not redis.acl_check_cmd(unpack(command)) then
-    fail('NOPERM', command[1])
-  end
-end
+check_allowed({ { 'pexpire', list_key, ttl }, { 'pexpire', record_key, ttl } })
 rcall('PEXPIRE', list_key, ttl)
 rcall('PEXPIRE', record_key, ttl)
 return 1

@@ -74,6 +74,30 @@ local function read_record()
   record.h, record.t = tonumber(fields[2]) or 0, tonumber(fields[3]) or 0
 end
 
+-- KEYS[1] must hold a value of type `kind`, or nothing. Returns whether it holds one.
+local function check_type(kind)
+  local found = rcall('TYPE', list_key)['ok']
+  if found ~= kind and found ~= 'none' then
+    fail('WRONGTYPE', found)
+  end
+  return found ~= 'none'
+end
+
+-- Every command of `commands` ({name, key, args...}) must be one the ACL user may run.
+local function check_allowed(commands)
+  for _, command in ipairs(commands) do
+    if not redis.acl_check_cmd(unpack(command)) then
+      fail('NOPERM', command[1])
+    end
+  end
+end
+
+-- The version, for a script that only reads: see current_version.
+local function read_version(exists)
+  record.v = rcall('HGET', record_key, 'v')
+  return current_version(exists)
+end
+
 -- Every write starts here. `kind` is the Redis type KEYS[1] must have; `commands` lists every
 -- command the script may run after its first write ({name, key, args...}), checked against
 -- the ACL with the record's own. Returns `replayed, reply, exists`: true and the recorded reply
@@ -88,32 +112,22 @@ local function begin(script, kind, commands)
     end
     return true, recorded[2], nil
   end
-  local found = rcall('TYPE', list_key)['ok']
-  if found ~= kind and found ~= 'none' then
-    fail('WRONGTYPE', found)
-  end
-  local exists = found ~= 'none'
+  local exists = check_type(kind)
   if expected_version ~= '' then
     local actual = current_version(exists)
     if actual ~= expected_version then
       fail('VERSION', expected_version .. ' ' .. actual)
     end
   end
-  local needed = {
+  check_allowed({
     { 'hset', record_key, 'v', '1' }, { 'hdel', record_key, 'v' }, { 'hget', record_key, 'v' },
     { 'pexpire', record_key, '1' }, { 'persist', record_key }, { 'del', record_key },
     { 'pexpire', list_key, '1' }, { 'pttl', list_key }, { 'time' },
-  }
+  })
   if max_messages > 0 then
-    needed[#needed + 1] = { 'ltrim', list_key, '0', '-1' }
+    check_allowed({ { 'ltrim', list_key, '0', '-1' } })
   end
-  for _, list in ipairs({ needed, commands }) do
-    for _, command in ipairs(list) do
-      if not redis.acl_check_cmd(unpack(command)) then
-        fail('NOPERM', command[1])
-      end
-    end
-  end
+  check_allowed(commands)
   return false, nil, exists
 end
 

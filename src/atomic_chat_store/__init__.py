@@ -21,6 +21,7 @@ from .errors import (
     WrongTypeError,
 )
 from .messages import ChatMessage
+from .operations import Conversation
 from .retry import RetryPolicy
 from .store import RedisChatStore
 
@@ -30,6 +31,7 @@ __all__ = [
     "ChatMessage",
     "ChatStoreError",
     "CommandRefusedError",
+    "Conversation",
     "CorruptMessageError",
     "InvalidArgumentError",
     "InvalidArgumentTypeError",

@@ -157,8 +157,33 @@ class AsyncRedisChatStore(StoreBase[redis.asyncio.Redis]):
             )
         )
 
-    async def get_messages(self, key: str) -> list[ChatMessage]:
-        return await self.execute(ops.get_messages(self.config, key))
+    async def get_messages(
+        self, key: str, start: int | None = None, stop: int | None = None
+    ) -> list[ChatMessage]:
+        return await self.execute(ops.get_messages(self.config, key, start, stop))
+
+    async def get_conversation(
+        self, key: str, start: int | None = None, stop: int | None = None
+    ) -> ops.Conversation:
+        return await self.execute(ops.get_conversation(self.config, key, start, stop))
+
+    async def version(self, key: str) -> int:
+        return await self.execute(ops.version(self.config, key))
+
+    async def replace_message(
+        self,
+        key: str,
+        idx: int,
+        message: object,
+        *,
+        op_id: str | None = None,
+        expected_version: int | None = None,
+    ) -> ChatMessage | None:
+        return await self.execute(
+            ops.replace_message(
+                self.config, key, idx, message, op_id=op_id, expected_version=expected_version
+            )
+        )
 
     async def delete_messages(
         self, key: str, *, op_id: str | None = None, expected_version: int | None = None

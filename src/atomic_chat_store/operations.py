@@ -263,8 +263,12 @@ def as_bytes(raw: bytes | str) -> bytes:
 
 
 def _decode_elements(
-    chat_key: str, raws: Sequence[bytes | str], removed: bool
+    chat_key: str,
+    raws: Sequence[bytes | str],
+    removed: bool,
+    position: Callable[[int, int], int] = lambda i, _: i,
 ) -> list[ChatMessage]:
+    """Stored elements as messages; ``position(i, count)`` is element i's index in the list."""
     elements = [as_bytes(raw) for raw in raws]
     try:
         return decode_conversation(elements)
@@ -280,7 +284,7 @@ def _decode_elements(
             reason = error.errors()[0]["msg"] if error.errors() else str(error)
             raise CorruptMessageError(
                 chat_key,
-                index,
+                position(index, len(elements)),
                 element,
                 reason,
                 removed=removed,
@@ -368,14 +372,76 @@ def set_messages(
     return _write(config, key, "set_all", encoded, _length, op_id, expected_version)
 
 
-def get_messages(config: StoreConfig, key: str) -> Operation[list[ChatMessage]]:
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    """Messages and the version of the conversation they were read from, read together."""
+
+    messages: list[ChatMessage]
+    version: int
+
+
+# LRANGE takes 64-bit indexes and the scripts read them as doubles: past 2^53 nothing changes.
+_INDEX_LIMIT = 2**53
+
+
+def lrange_bounds(start: int | None, stop: int | None) -> tuple[int, int]:
+    """Python's ``[start:stop]`` as LRANGE's inclusive first and last index. A negative index
+    counts from the end in both; only a stop of 0 needs spelling out (LRANGE's last -1 is the
+    end, Python's stop 0 the beginning)."""
+    first = 0 if start is None else max(-_INDEX_LIMIT, min(check_index(start), _INDEX_LIMIT))
+    if stop is None:
+        return first, -1
+    stop = max(-_INDEX_LIMIT, min(check_index(stop), _INDEX_LIMIT))
+    if stop == 0:
+        return 1, 0  # always empty
+    return first, stop - 1
+
+
+def _positions(first: int, last: int) -> Callable[[int, int], int]:
+    """Where element i of an LRANGE of first..last is in the list, for error messages: counted
+    from the head when first is, else from the end when last is."""
+    if first >= 0:
+        return lambda i, _: first + i
+    if last < 0:
+        return lambda i, count: last - (count - 1 - i)
+    return lambda i, _: i  # a range from the end to a head index: its place in the range
+
+
+def get_messages(
+    config: StoreConfig, key: str, start: int | None = None, stop: int | None = None
+) -> Operation[list[ChatMessage]]:
+    """The messages ``[start:stop]`` (Python's slice rules), oldest first: one LRANGE, and only
+    what it returns is decoded."""
+    first, last = lrange_bounds(start, stop)
+    position = _positions(first, last)
     return Operation(
         key,
         (config.redis_key(key),),
-        (0, -1),
-        lambda reply: _decode_elements(key, reply, removed=False),
+        (first, last),
+        lambda reply: _decode_elements(key, reply, removed=False, position=position),
         command="LRANGE",
     )
+
+
+def get_conversation(
+    config: StoreConfig, key: str, start: int | None = None, stop: int | None = None
+) -> Operation[Conversation]:
+    """The messages ``[start:stop]`` and the conversation's version, read by one script."""
+    first, last = lrange_bounds(start, stop)
+    position = _positions(first, last)
+
+    def decode(reply: list[Any]) -> Conversation:
+        version, raws = reply
+        messages = _decode_elements(key, raws, removed=False, position=position)
+        return Conversation(messages, int(version))
+
+    return Operation(key, config.keys(key), (*config.argv(""), first, last), decode, script="read")
+
+
+def version(config: StoreConfig, key: str) -> Operation[int]:
+    """The conversation's version: 0 when there is none, 1 when no write of this store has
+    touched it, else what its last write made it (it only grows, across deletes too)."""
+    return Operation(key, config.keys(key), config.argv(""), int, script="version")
 
 
 def delete_messages(
@@ -402,6 +468,23 @@ def delete_message(
     index = check_index(idx)
     decode = _decode_removed(key, index)
     return _write(config, key, "delete_at", (index,), decode, op_id, expected_version)
+
+
+def replace_message(
+    config: StoreConfig,
+    key: str,
+    idx: int,
+    message: object,
+    *,
+    op_id: str | None = None,
+    expected_version: int | None = None,
+) -> Operation[ChatMessage | None]:
+    """Put ``message`` in place of the one at ``0 <= idx < len`` and return that one; for any
+    other index, None and nothing changes."""
+    index = check_index(idx)
+    encoded = encode_message(message, config.max_message_bytes)
+    decode = _decode_removed(key, index)
+    return _write(config, key, "replace_at", (index, encoded), decode, op_id, expected_version)
 
 
 def delete_last_message(

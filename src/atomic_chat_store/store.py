@@ -190,9 +190,44 @@ class RedisChatStore(StoreBase[redis.Redis]):
             )
         )
 
-    def get_messages(self, key: str) -> list[ChatMessage]:
-        """The whole conversation, oldest first; ``[]`` for a missing key."""
-        return self.execute(ops.get_messages(self.config, key))
+    def get_messages(
+        self, key: str, start: int | None = None, stop: int | None = None
+    ) -> list[ChatMessage]:
+        """The messages ``[start:stop]`` by Python's slice rules (negative indexes count from
+        the end), oldest first; by default all of them; ``[]`` for a missing key. One LRANGE:
+        ``get_messages(key, -20)`` reads the last 20 in a time that does not grow with the
+        conversation."""
+        return self.execute(ops.get_messages(self.config, key, start, stop))
+
+    def get_conversation(
+        self, key: str, start: int | None = None, stop: int | None = None
+    ) -> ops.Conversation:
+        """``get_messages`` and the conversation's version, read together in one round trip:
+        read, compute, then write with ``expected_version=`` that version."""
+        return self.execute(ops.get_conversation(self.config, key, start, stop))
+
+    def version(self, key: str) -> int:
+        """The conversation's version: it grows with every write that changes it, and never
+        comes back, across deletes too. 0 when there is no conversation, 1 for one no write of
+        this store has touched."""
+        return self.execute(ops.version(self.config, key))
+
+    def replace_message(
+        self,
+        key: str,
+        idx: int,
+        message: object,
+        *,
+        op_id: str | None = None,
+        expected_version: int | None = None,
+    ) -> ChatMessage | None:
+        """Put ``message`` in place of the one at ``0 <= idx < len`` and return that one;
+        otherwise None, nothing changes."""
+        return self.execute(
+            ops.replace_message(
+                self.config, key, idx, message, op_id=op_id, expected_version=expected_version
+            )
+        )
 
     def delete_messages(
         self, key: str, *, op_id: str | None = None, expected_version: int | None = None
