@@ -380,8 +380,9 @@ class Conversation:
     version: int
 
 
-# LRANGE takes 64-bit indexes and the scripts read them as doubles: past 2^53 nothing changes.
-_INDEX_LIMIT = 2**53
+# LRANGE takes 64-bit indexes and the scripts read them as at most 16 characters: past 2^48
+# (far past any list) nothing changes.
+_INDEX_LIMIT = 2**48
 
 
 def lrange_bounds(start: int | None, stop: int | None) -> tuple[int, int]:
