@@ -93,3 +93,13 @@ class CorruptMessageError(ChatStoreError):
         self.removed_elements: list[bytes] = (
             list(removed_elements) if removed_elements is not None else [raw] if removed else []
         )
+
+
+class InvalidUrlError(ChatStoreError, ValueError):
+    """A Redis URL that cannot be used, refused before anything connects. ``part`` names what is
+    wrong: ``scheme``, ``host``, ``port``, ``service name``, ``db``, ``path``, ``user info`` or
+    ``query parameter``. The message never repeats a password."""
+
+    def __init__(self, part: str, detail: str) -> None:
+        super().__init__(f"invalid Redis URL, {part}: {detail}")
+        self.part = part
