@@ -27,7 +27,7 @@ import redis.cluster
 import redis.sentinel
 
 from atomic_chat_store.connection import async_client_factory, sync_client_factory
-from atomic_chat_store.server import RedisServer, find_redis_server, free_port
+from atomic_chat_store.server import RedisServer, ServerStartError, find_redis_server, free_port
 
 SERVICE = "mymaster"
 # The master's default user and the sentinels share one password: the seed's case. The seed does
@@ -56,6 +56,60 @@ def closed_port() -> int:
     return free_port()
 
 
+@dataclass(frozen=True)
+class TlsFiles:
+    """A throw-away CA and a server certificate for 127.0.0.1, ::1 and localhost."""
+
+    ca: str
+    cert: str
+    key: str
+
+    def server_args(self, tls_port: int) -> list[str]:
+        return [
+            "--tls-port", str(tls_port), "--tls-cert-file", self.cert,
+            "--tls-key-file", self.key, "--tls-ca-cert-file", self.ca,
+            "--tls-auth-clients", "no",
+        ]  # fmt: skip
+
+    def config(self, tls_port: int) -> str:
+        """The same, as config file lines, with no plain port: TLS or nothing."""
+        args = self.server_args(tls_port)
+        pairs = zip(args[::2], args[1::2], strict=True)
+        return "port 0\n" + "".join(f"{name[2:]} {value}\n" for name, value in pairs)
+
+    @property
+    def query(self) -> str:
+        return f"ssl_ca_certs={quote(self.ca, safe='/')}"
+
+
+@pytest.fixture(scope="module")
+def tls_files() -> Iterator[TlsFiles]:
+    import trustme
+
+    directory = tempfile.mkdtemp(prefix="atomic-chat-store-tls-")
+    ca = trustme.CA()
+    certificate = ca.issue_cert("127.0.0.1", "::1", "localhost")
+    files = TlsFiles(*(os.path.join(directory, name) for name in ("ca.pem", "cert.pem", "key.pem")))
+    ca.cert_pem.write_to_path(files.ca)
+    certificate.cert_chain_pems[0].write_to_path(files.cert)
+    certificate.private_key_pem.write_to_path(files.key)
+    try:
+        yield files
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def start_server(extra_args: Callable[[], list[str]], attempts: int = 5) -> RedisServer:
+    """A launcher-started server whose extra ports (TLS, cluster bus) are picked per attempt."""
+    for attempt in range(attempts):
+        try:
+            return RedisServer(extra_args=extra_args()).start()
+        except ServerStartError:
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
 @dataclass
 class Sentinel:
     """One ``redis-server --sentinel`` process. The package's launcher cannot start one: a
@@ -64,17 +118,22 @@ class Sentinel:
     port: int
     directory: str
     process: subprocess.Popen[bytes]
+    tls: TlsFiles | None = None
 
     @classmethod
-    def start(cls, master_port: int, *, attempts: int = 5) -> Sentinel:
+    def start(cls, master_port: int, tls: TlsFiles | None = None, attempts: int = 5) -> Sentinel:
         for attempt in range(attempts):
             port = free_port()
             directory = tempfile.mkdtemp(prefix="atomic-chat-store-sentinel-")
             config = os.path.join(directory, "sentinel.conf")
             with open(config, "w", encoding="utf-8") as file:
                 file.write(
-                    f"port {port}\n"
-                    "bind 127.0.0.1 ::1\n"
+                    (
+                        f"port {port}\n"
+                        if tls is None
+                        else tls.config(port) + "tls-replication yes\n"
+                    )
+                    + "bind 127.0.0.1 ::1\n"
                     f"dir {directory}\n"
                     f"logfile {os.path.join(directory, 'sentinel.log')}\n"
                     f'requirepass "{SHARED_PASSWORD}"\n'
@@ -90,7 +149,7 @@ class Sentinel:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.STDOUT,
             )
-            sentinel = cls(port, directory, process)
+            sentinel = cls(port, directory, process, tls)
             try:
                 sentinel.wait_ready()
                 return sentinel
@@ -101,7 +160,10 @@ class Sentinel:
         raise AssertionError("unreachable")
 
     def wait_ready(self) -> None:
-        client = redis.Redis("127.0.0.1", self.port, password=SHARED_PASSWORD, socket_timeout=1)
+        tls = {} if self.tls is None else {"ssl": True, "ssl_ca_certs": self.tls.ca}
+        client = redis.Redis(
+            "127.0.0.1", self.port, password=SHARED_PASSWORD, socket_timeout=1, **tls
+        )
 
         def knows_the_master() -> bool:
             if self.process.poll() is not None:
@@ -131,13 +193,27 @@ class SentinelSetup:
     sentinels: list[Sentinel] = field(default_factory=list)
 
     def master_client(self, db: int) -> redis.Redis:
+        """A plain client on the master's plain port (it has one even when TLS is tested)."""
         return redis.Redis(self.master.host, self.master.port, db=db, password=SHARED_PASSWORD)
 
+    def stop(self) -> None:
+        for sentinel in self.sentinels:
+            sentinel.stop()
+        self.master.stop()
 
-@pytest.fixture(scope="module")
-def sentinel_setup() -> Iterator[SentinelSetup]:
+
+def start_sentinel_setup(tls: TlsFiles | None) -> SentinelSetup:
+    """One master (with a TLS port, monitored on it, when ``tls``) and two sentinels."""
     started = time.monotonic()
-    setup = SentinelSetup(RedisServer().start())
+    tls_port = [0]
+
+    def master_args() -> list[str]:
+        if tls is None:
+            return []
+        tls_port[0] = free_port()
+        return tls.server_args(tls_port[0])
+
+    setup = SentinelSetup(start_server(master_args))
     try:
         with redis.Redis(setup.master.host, setup.master.port) as admin:
             # Set after start: the launcher's readiness probe sends no password.
@@ -146,13 +222,32 @@ def sentinel_setup() -> Iterator[SentinelSetup]:
                 channels=["*"], commands=["+@all"],
             )  # fmt: skip
             admin.config_set("requirepass", SHARED_PASSWORD)
-        setup.sentinels = [Sentinel.start(setup.master.port) for _ in range(2)]
-        print(f"sentinel setup ready in {time.monotonic() - started:.2f}s")
+        monitored = setup.master.port if tls is None else tls_port[0]
+        assert monitored is not None
+        setup.sentinels = [Sentinel.start(monitored, tls) for _ in range(2)]
+        print(f"sentinel setup (TLS: {tls is not None}) ready in {time.monotonic() - started:.2f}s")
+        return setup
+    except BaseException:
+        setup.stop()
+        raise
+
+
+@pytest.fixture(scope="module")
+def sentinel_setup() -> Iterator[SentinelSetup]:
+    setup = start_sentinel_setup(tls=None)
+    try:
         yield setup
     finally:
-        for sentinel in setup.sentinels:
-            sentinel.stop()
-        setup.master.stop()
+        setup.stop()
+
+
+@pytest.fixture(scope="module")
+def tls_sentinel_setup(tls_files: TlsFiles) -> Iterator[SentinelSetup]:
+    setup = start_sentinel_setup(tls=tls_files)
+    try:
+        yield setup
+    finally:
+        setup.stop()
 
 
 @dataclass
@@ -161,7 +256,20 @@ class ClusterSetup:
 
     @property
     def ports(self) -> list[int]:
+        """The plain ports."""
         return [node.port for node in self.nodes if node.port is not None]
+
+    def client_ports(self, tls: TlsFiles | None) -> list[int]:
+        """The ports clients are given: the TLS ones when ``tls``."""
+        if tls is None:
+            return self.ports
+        return [
+            int(node.extra_args[node.extra_args.index("--tls-port") + 1]) for node in self.nodes
+        ]
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
 
     def node_holding(self, key: str) -> redis.Redis:
         """A plain client on the primary that owns ``key``'s slot: the others answer MOVED."""
@@ -175,37 +283,33 @@ class ClusterSetup:
         raise AssertionError(f"no node holds {key!r}")
 
 
-def start_cluster_node() -> RedisServer:
-    for attempt in range(5):
-        bus_port = free_port()  # explicit: port + 10000 may be over 65535
-        node = RedisServer(
-            extra_args=[
-                "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                "--cluster-port", str(bus_port), "--cluster-node-timeout", "5000",
-            ]
-        )  # fmt: skip
-        try:
-            return node.start()
-        except Exception:
-            if attempt == 4:
-                raise
-    raise AssertionError("unreachable")
-
-
-@pytest.fixture(scope="module")
-def cluster_setup() -> Iterator[ClusterSetup]:
+def start_cluster(tls: TlsFiles | None) -> ClusterSetup:
+    """Three masters, no replicas; with ``tls``, every node and the bus on TLS (the plain ports
+    stay, for the launcher's probe and the checks)."""
     started = time.monotonic()
+
+    def node_args() -> list[str]:
+        args = [
+            "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+            "--cluster-port", str(free_port()),  # explicit: port + 10000 may be over 65535
+            "--cluster-node-timeout", "5000",
+        ]  # fmt: skip
+        if tls is not None:
+            args += [*tls.server_args(free_port()), "--tls-cluster", "yes"]
+        return args
+
     setup = ClusterSetup([])
     try:
-        setup.nodes = [start_cluster_node() for _ in range(3)]
+        setup.nodes = [start_server(node_args) for _ in range(3)]
         for node in setup.nodes:
             with redis.Redis(node.host, node.port) as admin:
                 admin.config_set("requirepass", CLUSTER_PASSWORD)
         redis_cli = shutil.which("redis-cli")
         assert redis_cli is not None, "redis-cli is needed to create the cluster"
+        tls_cli = [] if tls is None else ["--tls", "--cacert", tls.ca]
         subprocess.run(
-            [redis_cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in setup.ports),
-             "--cluster-yes"],
+            [redis_cli, *tls_cli, "--cluster", "create",
+             *(f"127.0.0.1:{port}" for port in setup.client_ports(tls)), "--cluster-yes"],
             env={**os.environ, "REDISCLI_AUTH": CLUSTER_PASSWORD},
             check=True, capture_output=True, timeout=STARTUP_TIMEOUT,
         )  # fmt: skip
@@ -217,11 +321,29 @@ def cluster_setup() -> Iterator[ClusterSetup]:
                     ),
                     f"cluster_state:ok on {port}",
                 )
-        print(f"cluster ready in {time.monotonic() - started:.2f}s")
+        print(f"cluster (TLS: {tls is not None}) ready in {time.monotonic() - started:.2f}s")
+        return setup
+    except BaseException:
+        setup.stop()
+        raise
+
+
+@pytest.fixture(scope="module")
+def cluster_setup() -> Iterator[ClusterSetup]:
+    setup = start_cluster(tls=None)
+    try:
         yield setup
     finally:
-        for node in setup.nodes:
-            node.stop()
+        setup.stop()
+
+
+@pytest.fixture(scope="module")
+def tls_cluster_setup(tls_files: TlsFiles) -> Iterator[ClusterSetup]:
+    setup = start_cluster(tls=tls_files)
+    try:
+        yield setup
+    finally:
+        setup.stop()
 
 
 # --- URL forms -------------------------------------------------------------------------------
@@ -444,3 +566,104 @@ async def test_async_plain_and_unix_urls_still_work(unix_server: RedisServer) ->
             await client.aclose()
         with redis.Redis(unix_server.host, unix_server.port, db=5) as direct:
             assert direct.get(key) == url.encode()
+
+
+# --- TLS: rediss+sentinel:// (TLS to the master and to the sentinels) and rediss+cluster:// ---
+
+
+def tls_sentinel_url(setup: SentinelSetup, tls: TlsFiles) -> str:
+    first, second = (sentinel.port for sentinel in setup.sentinels)  # TLS-only ports
+    return (
+        f"rediss+sentinel://:{SHARED_PASSWORD}@127.0.0.1:{first},[::1]:{second}/{SERVICE}/1"
+        f"?{tls.query}"
+    )
+
+
+def test_sync_tls_sentinel_client_sets_and_gets(
+    tls_sentinel_setup: SentinelSetup, tls_files: TlsFiles
+) -> None:
+    key = unique_key()
+    client = sync_client_factory(tls_sentinel_url(tls_sentinel_setup, tls_files))()
+    try:
+        assert client.set(key, b"tls")
+        assert client.get(key) == b"tls"
+        # The master was reached on its TLS port, the one the sentinels monitor.
+        assert client.connection_pool.get_master_address()[1] != tls_sentinel_setup.master.port
+    finally:
+        client.close()
+    with tls_sentinel_setup.master_client(1) as master:
+        assert master.get(key) == b"tls"
+        master.delete(key)
+
+
+async def test_async_tls_sentinel_client_sets_and_gets(
+    tls_sentinel_setup: SentinelSetup, tls_files: TlsFiles
+) -> None:
+    key = unique_key()
+    client = async_client_factory(tls_sentinel_url(tls_sentinel_setup, tls_files))()
+    try:
+        assert await client.set(key, b"tls")
+        assert await client.get(key) == b"tls"
+    finally:
+        await client.aclose()
+    with tls_sentinel_setup.master_client(1) as master:
+        assert master.get(key) == b"tls"
+        master.delete(key)
+
+
+def test_tls_sentinels_refuse_a_client_without_tls(
+    tls_sentinel_setup: SentinelSetup, tls_files: TlsFiles
+) -> None:
+    # The same URL without TLS: the sentinels have no plain port, nothing answers.
+    url = tls_sentinel_url(tls_sentinel_setup, tls_files).replace("rediss+", "redis+", 1)
+    client = sync_client_factory(url.partition("?")[0], socket_timeout=2)()
+    try:
+        with pytest.raises(redis.sentinel.MasterNotFoundError):
+            client.ping()
+    finally:
+        client.close()
+
+
+def tls_cluster_url(setup: ClusterSetup, tls: TlsFiles) -> str:
+    nodes = ",".join(f"127.0.0.1:{port}" for port in setup.client_ports(tls))
+    return f"rediss+cluster://:{quote(CLUSTER_PASSWORD, safe='')}@{nodes}?{tls.query}"
+
+
+def test_sync_tls_cluster_client_sets_and_gets(
+    tls_cluster_setup: ClusterSetup, tls_files: TlsFiles
+) -> None:
+    keys = [unique_key() for _ in range(8)]
+    client = sync_client_factory(tls_cluster_url(tls_cluster_setup, tls_files))()
+    try:
+        assert {node.port for node in client.get_nodes()} == set(
+            tls_cluster_setup.client_ports(tls_files)
+        )  # every node reached on its TLS port
+        for key in keys:
+            assert client.set(key, key)
+            assert client.get(key) == key.encode()
+    finally:
+        client.close()
+    for key in keys:
+        with tls_cluster_setup.node_holding(key) as node:
+            assert node.get(key) == key.encode()
+            node.delete(key)
+
+
+async def test_async_tls_cluster_client_sets_and_gets(
+    tls_cluster_setup: ClusterSetup, tls_files: TlsFiles
+) -> None:
+    keys = [unique_key() for _ in range(8)]
+    client = async_client_factory(tls_cluster_url(tls_cluster_setup, tls_files))()
+    try:
+        for key in keys:
+            assert await client.set(key, key)
+            assert await client.get(key) == key.encode()
+        assert {node.port for node in client.get_nodes()} == set(
+            tls_cluster_setup.client_ports(tls_files)
+        )
+    finally:
+        await client.aclose()
+    for key in keys:
+        with tls_cluster_setup.node_holding(key) as node:
+            assert node.get(key) == key.encode()
+            node.delete(key)

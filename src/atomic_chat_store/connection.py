@@ -16,17 +16,22 @@ URL forms (``[...]`` is optional)::
 - Sentinel: the hosts are sentinels (default port 26379); any one that answers is enough, so one
   sentinel down changes nothing. ``service_name`` defaults to ``mymaster`` and ``db`` to 0. This
   is a superset of the ``redis+sentinel://`` URL of LlamaIndex's ``RedisChatStore``
-  (llama-index-storage-chat-store-redis), which takes one host: its URLs mean the same here,
-  except that ``rediss+sentinel://`` verifies certificates unless ``?ssl_cert_reqs=none`` is given
-  (the seed turned verification off by default).
+  (llama-index-storage-chat-store-redis 0.8), which takes one host: its URLs mean the same here,
+  but for three things. Credentials are percent-decoded (as redis-py does for ``redis://``; the
+  seed took them verbatim). ``rediss+sentinel://`` verifies certificates unless
+  ``?ssl_cert_reqs=none`` is given (the seed turned verification off). The seed retried without
+  credentials when a sentinel said it had no password; here an empty ``sentinel_password=``
+  says so (redis-py 8 authenticates with ``HELLO 3 AUTH default <password>``, which a sentinel
+  without a password accepts anyway; a named user it does not know is refused).
 - Cluster: the hosts are startup nodes (default port 6379). A Cluster has only db 0: ``/0`` is
   accepted, any other db refused.
 - Hosts: a name, an IPv4 address, or an IPv6 address in brackets (``[::1]:26379``); an empty host
   is ``localhost``, as in redis-py. The user name and password are percent-decoded: encode
   ``@ : / ? # %`` in them.
 - Credentials: in a Sentinel URL the user and password are the *master's*. The sentinels get the
-  same ones unless the query gives ``sentinel_username`` and/or ``sentinel_password``; then they
-  get exactly those (an empty ``sentinel_password=`` means the sentinels need no password).
+  same ones (those of the URL, not of keyword arguments) unless the query gives
+  ``sentinel_username`` and/or ``sentinel_password``; then they get exactly those (an empty
+  ``sentinel_password=`` means the sentinels need no password).
 
 Query parameters (percent-decoded; typed ones parsed by redis-py's own
 ``redis.connection.URL_QUERY_ARGUMENT_PARSERS``) set the connections to the data nodes (the
