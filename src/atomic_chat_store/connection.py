@@ -562,7 +562,8 @@ def _build_async_cluster(
 def sync_client_factory(url: str, **client_kwargs: Any) -> Callable[[], Any]:
     """Check ``url`` now (:class:`InvalidUrlError`) and return a callable that builds its sync
     client: ``redis.Redis`` (redis://, rediss://, unix://, via ``redis.Redis.from_url``), a
-    Sentinel ``master_for`` client (``redis.Redis``), or ``redis.cluster.RedisCluster``.
+    Sentinel ``master_for`` client (:class:`SentinelMaster`, a ``redis.Redis``), or
+    ``redis.cluster.RedisCluster``.
     Each call builds a new client. Only the RedisCluster's constructor connects."""
     target = parse_url(url)
     if target.kind in ("standalone", "unix"):
@@ -576,7 +577,8 @@ def sync_client_factory(url: str, **client_kwargs: Any) -> Callable[[], Any]:
 
 def async_client_factory(url: str, **client_kwargs: Any) -> Callable[[], Any]:
     """The asyncio twin of :func:`sync_client_factory`: ``redis.asyncio.Redis``, a Sentinel
-    ``master_for`` client (``redis.asyncio.Redis``), or ``redis.asyncio.cluster.RedisCluster``.
+    ``master_for`` client (:class:`AsyncSentinelMaster`, a ``redis.asyncio.Redis``), or
+    ``redis.asyncio.cluster.RedisCluster``.
     Calling it never connects; it may be called inside or outside a running event loop."""
     target = parse_url(url)
     if target.kind in ("standalone", "unix"):
