@@ -56,6 +56,16 @@ class InvalidArgumentTypeError(InvalidArgumentError, TypeError):
     """A store option or argument of the wrong type."""
 
 
+class InvalidUrlError(ChatStoreError, ValueError):
+    """A Redis URL that cannot be used, refused before anything connects. ``part`` names what is
+    wrong: ``scheme``, ``host``, ``port``, ``service name``, ``db``, ``path``, ``user info`` or
+    ``query parameter``. The message never repeats a password."""
+
+    def __init__(self, part: str, detail: str) -> None:
+        super().__init__(f"invalid Redis URL, {part}: {detail}")
+        self.part = part
+
+
 class WrongTypeError(ChatStoreError):
     """The chat key holds a Redis value that is not a list; it was left untouched."""
 
