@@ -2,12 +2,15 @@
   prelude: the part every script shares. scripts.py puts this file where a script says
   `-- @include prelude`, so each script below reads as if it were written there.
 
-  KEYS[1]   the conversation: a list, one JSON message per element (the seed's layout, untouched)
+  KEYS[1]   the conversation: a list, one JSON message per element (the seed's layout, untouched);
+            a hash of messages for the Memory store (lua/memory_*.lua)
   KEYS[2]   its record, a hash in the same Cluster slot (see keys.py for its name):
               v        the version: it grows with every change, from the server clock in µs
               h, t     the op id log: entries h .. t-1 are live
               q<n>     entry n of the log: "<ms recorded>:<op id>"
               o:<id>   what op id <id> did: cmsgpack of {script name, reply}
+  KEYS[3..] the conversation's other keys, if it has any (the Memory store's), same slot: they
+            expire with KEYS[1]
   ARGV[1]   op id: the write is recorded under it; '' for reads and TTL refreshes
   ARGV[2]   TTL in ms, an integer string; '0' leaves the conversation's expiry as it is
   ARGV[3]   expected version: '' accepts any; else a write finding another one changes nothing
@@ -124,6 +127,9 @@ local function begin(script, kind, commands)
     { 'pexpire', record_key, '1' }, { 'persist', record_key }, { 'del', record_key },
     { 'pexpire', list_key, '1' }, { 'pttl', list_key }, { 'time' },
   })
+  for i = 3, #KEYS do
+    check_allowed({ { 'pexpire', KEYS[i], '1' }, { 'persist', KEYS[i] } })
+  end
   if max_messages > 0 then
     check_allowed({ { 'ltrim', list_key, '0', '-1' } })
   end
@@ -176,7 +182,8 @@ local function expired_entries(now_ms)
 end
 
 -- Every write that changed something ends here: bump the version, record op_id with its reply,
--- refresh the TTLs. `length` is the conversation's length afterwards (0: it is gone).
+-- refresh the TTLs. `length` is the conversation's length afterwards (0: it is gone). The
+-- record, and any further key of the conversation (KEYS[3..]), expire with KEYS[1].
 local function commit(script, reply, length)
   local now_ms, now_us = now()
   local version = math.max((tonumber(record.v) or 1) + 1, now_us)
@@ -204,16 +211,23 @@ local function commit(script, reply, length)
     else
       rcall('DEL', record_key)
     end
-  elseif ttl ~= '0' then
+    return reply
+  end
+  local followers = { record_key, unpack(KEYS, 3) }
+  if ttl ~= '0' then
     rcall('PEXPIRE', list_key, ttl)
-    rcall('PEXPIRE', record_key, ttl)
-  else
-    -- No TTL of ours: the record follows whatever expiry the conversation has.
-    local left = rcall('PTTL', list_key)
+    for _, key in ipairs(followers) do
+      rcall('PEXPIRE', key, ttl)
+    end
+    return reply
+  end
+  -- No TTL of ours: the others follow whatever expiry the conversation has.
+  local left = rcall('PTTL', list_key)
+  for _, key in ipairs(followers) do
     if left > 0 then
-      rcall('PEXPIRE', record_key, left)
+      rcall('PEXPIRE', key, left)
     else
-      rcall('PERSIST', record_key)
+      rcall('PERSIST', key)
     end
   end
   return reply
