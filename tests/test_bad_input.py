@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import datetime
+import decimal
 import json
+import math
 
 import pytest
 
@@ -74,6 +77,30 @@ def test_a_value_that_is_not_a_message_is_refused(make_store, redis_client, mess
     with pytest.raises(InvalidMessageError):
         store.set_messages("chat", [GOOD, message])
     assert redis_client.exists("chat") == 0
+
+
+@pytest.mark.parametrize(
+    "value",
+    [datetime.datetime(2024, 1, 2), (1, 2), {1}, decimal.Decimal("1"), b"text", math.nan, object()],
+    ids=["datetime", "tuple", "set", "Decimal", "bytes", "NaN", "object"],
+)
+def test_a_value_json_would_not_read_back_is_refused_before_sending(
+    make_store, redis_client, monitored, value
+):
+    store = make_store()
+    store.set_messages("chat", [GOOD])
+    bad = ChatMessage(content="bad", additional_kwargs={"k": value})
+    with monitored() as seen:
+        for write in (
+            lambda: store.add_message("chat", bad),
+            lambda: store.add_message("chat", {"role": "user", "extra": value}, idx=0),
+            lambda: store.add_messages("chat", [GOOD, bad]),
+            lambda: store.set_messages("chat", [bad]),
+        ):
+            with pytest.raises(InvalidMessageError):
+                write()
+    assert round_trips(seen) == []
+    assert redis_client.lrange("chat", 0, -1) == [GOOD.model_dump_json().encode()]
 
 
 def test_messages_must_be_a_list(make_store):

@@ -7,13 +7,16 @@ import asyncio
 import base64
 import gc
 import inspect
+import json
 import pickle
 import subprocess
 import sys
 import textwrap
 import time
+import uuid
 import warnings
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -28,7 +31,12 @@ from llama_index.storage.chat_store.redis import RedisChatStore as SeedChatStore
 from atomic_chat_store import ChatMessage as OurChatMessage
 from atomic_chat_store import CorruptMessageError, MessageTooLargeError, WrongTypeError
 from atomic_chat_store import messages as acs_messages
-from atomic_chat_store.llama_index import RedisChatStore, from_llama_message, to_llama_message
+from atomic_chat_store.llama_index import (
+    RedisChatStore,
+    _url_without_secrets,
+    from_llama_message,
+    to_llama_message,
+)
 from conftest import round_trips
 
 TTL = 300  # seconds
@@ -235,6 +243,148 @@ def test_from_dict_makes_a_working_store(redis_url: str, redis_client: redis.Red
     assert 0 < redis_client.pttl("chat") <= TTL_MS
     original.close()
     copy.close()
+
+
+# -- the password is never shown ------------------------------------------------------------------
+
+
+@dataclass
+class AclUser:
+    name: str
+    password: str
+    url: str  # the test server's URL with this user and password in its userinfo
+
+
+@pytest.fixture
+def acl_user(redis_url: str, redis_client: redis.Redis) -> Iterator[AclUser]:
+    """A user with a password on the test server, deleted afterwards (its connections with it)."""
+    name, password = f"acs-user-{uuid.uuid4().hex[:8]}", f"pw-{uuid.uuid4().hex}"
+    redis_client.execute_command("ACL", "SETUSER", name, "on", f">{password}", "~*", "&*", "+@all")
+    assert redis_url.startswith("redis://")
+    yield AclUser(name, password, redis_url.replace("redis://", f"redis://{name}:{password}@", 1))
+    redis_client.execute_command("ACL", "DELUSER", name)
+
+
+def connections_of_user(client: redis.Redis, user: str) -> int:
+    return sum(1 for entry in client.client_list() if entry.get("user") == user)
+
+
+def wait_for_no_connections_of_user(client: redis.Redis, user: str) -> None:
+    """The server may list a connection for a moment after its client closed it."""
+    deadline = time.monotonic() + 2
+    while connections_of_user(client, user) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert connections_of_user(client, user) == 0
+
+
+def shown(store: RedisChatStore) -> dict[str, str]:
+    """Everything that prints or saves a store."""
+    memory = ChatMemoryBuffer.from_defaults(chat_store=store, chat_store_key="k")
+    return {
+        "repr": repr(store),
+        "str": str(store),
+        "to_dict": repr(store.to_dict()),
+        "to_json": store.to_json(),
+        "model_dump_json": store.model_dump_json(),
+        "ChatMemoryBuffer.to_dict": json.dumps(memory.to_dict()),
+    }
+
+
+@pytest.mark.parametrize("where", ["userinfo", "query"])
+def test_the_password_is_in_no_output_and_the_store_still_authenticates(
+    acl_user: AclUser, redis_client: redis.Redis, where: str
+) -> None:
+    if where == "userinfo":
+        url = acl_user.url
+    else:  # the password as a query parameter, beside one that stays
+        url = f"{acl_user.url.replace(f':{acl_user.password}@', '@')}?password={acl_user.password}"
+        url += "&socket_timeout=5"
+    store = RedisChatStore(redis_url=url, ttl=TTL)
+    for name, text in shown(store).items():
+        assert acl_user.password not in text, name
+        assert acl_user.name in text, name  # the user name stays: only the secret goes
+    assert "***" not in store.redis_url
+    store.add_message("chat", m("hi"))
+    assert connections_of_user(redis_client, acl_user.name) == 1  # the sync client, as the user
+    assert asyncio.run(store.aget_messages("chat")) == [m("hi")]  # the async one, too
+    assert texts(store.get_messages("chat")) == ["hi"]
+    store.close()
+
+
+def test_a_store_rebuilt_from_its_dict_needs_the_password_again(
+    acl_user: AclUser, redis_client: redis.Redis
+) -> None:
+    original = RedisChatStore(redis_url=acl_user.url, ttl=TTL)
+    data = original.to_dict()
+    original.close()
+    assert acl_user.password not in json.dumps(data)
+    without = RedisChatStore.from_dict(data)
+    with pytest.raises(redis.AuthenticationError):  # the user, and no password
+        without.get_messages("chat")
+    without.close()
+    for rebuilt in (
+        RedisChatStore.from_dict(data, password=acl_user.password),
+        RedisChatStore.from_dict(data, redis_url=acl_user.url),
+    ):
+        wait_for_no_connections_of_user(redis_client, acl_user.name)
+        rebuilt.add_message("chat", m("again"))
+        assert connections_of_user(redis_client, acl_user.name) == 1  # authenticated as the user
+        assert 0 < redis_client.pttl("chat") <= TTL_MS
+        assert texts(rebuilt.get_messages("chat"))[-1] == "again"
+        rebuilt.close()
+    in_redis = [ChatMessage.model_validate_json(raw) for raw in stored(redis_client, "chat")]
+    assert texts(in_redis) == ["again", "again"]
+
+
+def test_a_wrong_password_in_the_url_is_used_as_given(acl_user: AclUser) -> None:
+    store = RedisChatStore(redis_url=acl_user.url.replace(acl_user.password, "wrong"))
+    with pytest.raises(redis.AuthenticationError):
+        store.get_messages("chat")
+    store.close()
+
+
+def test_a_pickled_store_keeps_the_full_url_and_reconnects(acl_user: AclUser) -> None:
+    store = RedisChatStore(redis_url=acl_user.url)
+    store.add_message("chat", m("a"))
+    copy = pickle.loads(pickle.dumps(store))
+    assert acl_user.password not in repr(copy)
+    assert copy.get_messages("chat") == [m("a")]
+    copy.close()
+    store.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "public"),
+    [
+        ("redis://:s3cret@host:6379", "redis://host:6379"),
+        ("redis://user:s3cret@host:6379/2", "redis://user@host:6379/2"),
+        (
+            "rediss://user:s3cr%40t@host/0?ssl_cert_reqs=none",
+            "rediss://user@host/0?ssl_cert_reqs=none",
+        ),
+        (
+            "redis+sentinel://user:s3cret@h1:26379,h2:26379/svc",
+            "redis+sentinel://user@h1:26379,h2:26379/svc",
+        ),
+        (
+            "redis+sentinel://h1:26379,h2:26379/svc/0?sentinel_password=s3cret&password=s3cret",
+            "redis+sentinel://h1:26379,h2:26379/svc/0",
+        ),
+        ("redis://h/0?socket_timeout=1&PASSWORD=s3cret&db=1", "redis://h/0?socket_timeout=1&db=1"),
+        ("redis://h?pass%77ord=s3cret", "redis://h"),
+        ("redis://h?ssl_password=s3cret", "redis://h"),
+        ("redis://:s3c@ret@host", "redis://host"),  # an unescaped "@": the last one ends it
+        ("redis://user:@host", "redis://user@host"),
+        ("redis://host#s3cret", "redis://host"),  # redis-py ignores the fragment
+        ("unix://:s3cret@/run/redis.sock?db=0", "unix:///run/redis.sock?db=0"),
+        ("unix:///run/re@dis.sock", "unix:///run/re@dis.sock"),  # an "@" in the path stays
+        ("redis://localhost:6379", "redis://localhost:6379"),
+        ("not a url", "not a url"),
+    ],
+)
+def test_every_secret_is_removed_from_the_url_the_hosts_kept(url: str, public: str) -> None:
+    assert _url_without_secrets(url) == public
+    assert "s3c" not in public
 
 
 def test_the_module_says_how_to_install_llama_index_when_it_is_missing() -> None:

@@ -22,6 +22,7 @@ import dataclasses
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from functools import partial
 from typing import Any, TypeVar
+from urllib.parse import unquote_plus
 
 import redis
 import redis.asyncio
@@ -53,6 +54,34 @@ _LLAMA_CONVERSATION = TypeAdapter(list[LlamaChatMessage])
 # What LlamaIndex's model raises on data it cannot read: pydantic's ValidationError (a
 # ValueError), or what one of its own validators lets through.
 _REJECTED = (ValueError, TypeError, AttributeError)
+
+
+def _url_without_secrets(url: str) -> str:
+    """``url`` without its secrets: the password of its userinfo (the user name stays) and every
+    query parameter whose name holds "password" (``password``, ``sentinel_password``, ...); the
+    fragment, which redis-py ignores, goes too. Only the text is cut: the hosts are not parsed, so
+    ``redis+sentinel://user:pw@h1:26379,h2:26379/svc`` keeps all of them."""
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        return url
+    rest = rest.partition("#")[0]
+    # The authority ends at the first "/" or "?"; its userinfo at its last "@", as redis-py
+    # (urllib) reads it.
+    end = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
+    authority, path = rest[:end], rest[end:]
+    userinfo, at, hosts = authority.rpartition("@")
+    if at:
+        user = userinfo.partition(":")[0]
+        authority = f"{user}@{hosts}" if user else hosts
+    path, question, query = path.partition("?")
+    if question:
+        kept = [
+            parameter
+            for parameter in query.split("&")
+            if "password" not in unquote_plus(parameter.partition("=")[0]).lower()
+        ]
+        query = "&".join(kept)
+    return f"{scheme}://{authority}{path}" + (f"?{query}" if query else "")
 
 
 def to_llama_message(message: ChatMessage) -> LlamaChatMessage:
@@ -175,11 +204,27 @@ class RedisChatStore(BaseChatStore):
     ``ttl`` (seconds; None or 0: no expiry) is refreshed by every write, inside its script; a
     reassigned ``ttl`` applies from the next call. A message whose JSON is over
     ``max_message_bytes`` (default 4 MiB) is refused before sending.
+
+    The public ``redis_url`` field, and so ``repr``, ``str``, ``to_dict()``, ``to_json()``,
+    ``model_dump_json()`` and a ``ChatMemoryBuffer``'s ``to_dict()``, holds the URL without its
+    secrets: the password of its userinfo (the user name stays) and every query parameter whose
+    name holds "password" (``password=``, ``sentinel_password=``...) are removed, not masked,
+    since a mask would be sent as a password by a store rebuilt from it. The clients are made
+    from the URL as given. To rebuild a store from its dict, give the password again, as a
+    client option or in the full URL::
+
+        RedisChatStore.from_dict(data, password=secret)  # or redis_url=<the full URL>
+
+    A pickled store keeps the full URL, so that it reconnects when unpickled (client options
+    other than those in the URL are not kept, as with LlamaIndex's store).
     """
 
-    redis_url: str = Field(default=DEFAULT_REDIS_URL, description="Redis URL.")
+    redis_url: str = Field(
+        default=DEFAULT_REDIS_URL, description="Redis URL, without its password."
+    )
     ttl: int | None = Field(default=None, description="Time to live in seconds.")
 
+    _redis_url: str = PrivateAttr(default=DEFAULT_REDIS_URL)  # as given, secrets included
     _config: ops.StoreConfig = PrivateAttr()
     _store: SyncRedisChatStore = PrivateAttr()
     _given_async: AsyncRedisChatStore | None = PrivateAttr(default=None)
@@ -200,7 +245,9 @@ class RedisChatStore(BaseChatStore):
         **kwargs: Any,
     ) -> None:
         # mypy sees the base's dataclass-style __init__, which knows no field of this class.
-        super().__init__(redis_url=redis_url, ttl=ttl)  # type: ignore[call-arg]
+        public_url = _url_without_secrets(redis_url)
+        super().__init__(redis_url=public_url, ttl=ttl)  # type: ignore[call-arg]
+        self._redis_url = redis_url
         # LlamaIndex's store reads ``self.ttl`` on every call, 0 meaning "no expiry": both kept
         # (see _current_config). A bad ttl or limit is refused here, not on first use.
         self._config = ops.StoreConfig.build(ttl=ttl or None, max_message_bytes=max_message_bytes)
@@ -218,6 +265,14 @@ class RedisChatStore(BaseChatStore):
     def class_name(cls) -> str:
         """LlamaIndex's store's serialisation id: same fields, same data, interchangeable."""
         return "RedisChatStore"
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # BaseComponent unpickles by calling __init__ with the public fields: give it the URL
+        # as given, which pickling kept among the private attributes.
+        private = state.get("__pydantic_private__") or {}
+        if isinstance(private.get("_redis_url"), str):
+            state = {**state, "__dict__": {**state["__dict__"], "redis_url": private["_redis_url"]}}
+        super().__setstate__(state)
 
     # -- plumbing ---------------------------------------------------------------------------------
 
