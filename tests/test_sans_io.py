@@ -303,10 +303,13 @@ def test_refusals_that_say_nothing_ran_end_as_unavailable_not_unknown():
     assert type(raised.value) is UnavailableError
 
 
-def test_noscript_asks_for_the_scripts_at_once():
+def test_noscript_asks_for_the_scripts_sources_at_once():
     rule, _ = attempts()
+    assert not rule.send_source
     assert rule.failed(redis.exceptions.NoScriptError("NOSCRIPT")) == 0
-    assert rule.reload_scripts
+    assert rule.send_source
+    rule.failed(redis.ConnectionError())
+    assert rule.send_source  # for the rest of this operation's sends
 
 
 @pytest.mark.parametrize(

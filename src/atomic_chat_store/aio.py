@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import redis.asyncio
 
 from . import operations as ops
-from .base import NO_DECODING, StoreBase, is_cluster
+from .base import NO_DECODING, StoreBase
 from .connection import async_client_factory
 from .messages import ChatMessage
 from .retry import RetryPolicy
@@ -64,10 +64,11 @@ class AsyncRedisChatStore(StoreBase[redis.asyncio.Redis]):
     # -- sending ----------------------------------------------------------------------------------
 
     async def execute(self, operation: ops.Operation[R]) -> R:
-        wire = self._wire(operation)
         reply = await self._retrying(
             [operation],
-            lambda: self.client.execute_command(*wire, **NO_DECODING),  # type: ignore[no-untyped-call]
+            lambda source: self.client.execute_command(  # type: ignore[no-untyped-call]
+                *self._wire(operation, source), **NO_DECODING
+            ),
         )
         return operation.decode(reply)
 
@@ -78,9 +79,9 @@ class AsyncRedisChatStore(StoreBase[redis.asyncio.Redis]):
         if not batch:
             return []
 
-        async def send() -> list[Any]:
+        async def send(source: bool) -> list[Any]:
             async with self.client.pipeline(transaction=False) as pipe:
-                for command in self._batch_wire(batch, transaction):
+                for command in self._batch_wire(batch, transaction, source):
                     pipe.execute_command(*command, **NO_DECODING)
                 replies = await pipe.execute(raise_on_error=False)
             return self._batch_replies(batch, transaction, replies)
@@ -90,29 +91,16 @@ class AsyncRedisChatStore(StoreBase[redis.asyncio.Redis]):
     async def _retrying(
         self,
         operations: Sequence[ops.Operation[Any]],
-        send: Callable[[], Awaitable[T]],
+        send: Callable[[bool], Awaitable[T]],
         *,
         batch: bool = False,
     ) -> T:
         attempts = self.retry.begin(operations, batch=batch)
         while True:
             try:
-                if attempts.reload_scripts:
-                    await self._load_scripts()
-                    attempts.reload_scripts = False
-                return await send()
+                return await send(attempts.send_source)
             except Exception as error:
                 await asyncio.sleep(attempts.failed(error))
-
-    async def _load_scripts(self) -> None:
-        if is_cluster(self.client):
-            for source in self._script_sources:
-                await self.client.script_load(source)  # to every primary
-            return
-        async with self.client.pipeline(transaction=False) as pipe:
-            for source in self._script_sources:
-                pipe.script_load(source)
-            await pipe.execute()
 
     # -- the operations ---------------------------------------------------------------------------
 
@@ -235,7 +223,7 @@ class AsyncRedisChatStore(StoreBase[redis.asyncio.Redis]):
                         break
             return found
 
-        return ops.chat_keys(self.config, await self._retrying([], scan))
+        return ops.chat_keys(self.config, await self._retrying([], lambda _: scan()))
 
     async def aclose(self) -> None:
         if self._owns_client and self._client is not None:

@@ -91,16 +91,14 @@ class StoreBase(Generic[ClientT]):
             self._client = self._new_client()
         return self._client
 
-    def _wire(self, operation: ops.Operation[Any]) -> tuple[ops.Arg, ...]:
-        """The command that sends ``operation``: EVALSHA of its script, or the plain command."""
+    def _wire(self, operation: ops.Operation[Any], source: bool = False) -> tuple[ops.Arg, ...]:
+        """The command that sends ``operation``: EVALSHA of its script (EVAL of its source after
+        a NOSCRIPT: it loads the script as it runs it), or the plain command."""
         if operation.script is None:
             return operation.command_line
         script = self._scripts[operation.script]
-        return ("EVALSHA", script.sha, len(operation.keys), *operation.keys, *operation.args)
-
-    @property
-    def _script_sources(self) -> list[str]:
-        return [script.source for script in self._scripts.values()]
+        head = ("EVAL", script.source) if source else ("EVALSHA", script.sha)
+        return (*head, len(operation.keys), *operation.keys, *operation.args)
 
     def _scan_nodes(self) -> list[Any]:
         """Where get_keys scans: every primary of a Cluster, else the one server (None)."""
@@ -113,11 +111,11 @@ class StoreBase(Generic[ClientT]):
         return NO_DECODING if node is None else {**NO_DECODING, "target_nodes": node}
 
     def _batch_wire(
-        self, batch: Sequence[ops.Operation[Any]], transaction: bool
+        self, batch: Sequence[ops.Operation[Any]], transaction: bool, source: bool
     ) -> list[tuple[ops.Arg, ...]]:
         """The commands of one pipeline. A transaction is spelled out (MULTI, ..., EXEC) rather
         than left to redis-py, which decodes EXEC's reply as the client is set to."""
-        commands = [self._wire(operation) for operation in batch]
+        commands = [self._wire(operation, source) for operation in batch]
         return [("MULTI",), *commands, ("EXEC",)] if transaction else commands
 
     @staticmethod
@@ -126,7 +124,8 @@ class StoreBase(Generic[ClientT]):
     ) -> list[Any]:
         """Each operation's reply out of the pipeline's. Raises what asks for the whole batch to
         be sent again (a NOSCRIPT, a demoted master: the writes that ran replay their recorded
-        replies then), or what refused the whole transaction while queueing (nothing ran)."""
+        replies then, and a transaction resent by EVAL is whole again), or what refused the
+        whole transaction while queueing (nothing ran)."""
         if transaction:
             queued, executed = replies[1:-1], replies[-1]
             if isinstance(executed, Exception):  # EXECABORT: the reason is in the queueing

@@ -602,4 +602,3 @@ def async_client_from_url(url: str = DEFAULT_URL, **kwargs: Any) -> redis.asynci
     """A new async client for ``url`` (see :func:`async_client_factory`)."""
     client: redis.asyncio.Redis = async_client_factory(url, **kwargs)()
     return client
-

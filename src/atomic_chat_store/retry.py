@@ -3,7 +3,7 @@ long to wait, and what to raise when the budget is spent.
 
 Sending again is safe because every write carries its op id: its script returns the recorded
 reply instead of applying it twice. redis-py's own ``Retry`` cannot be used for this: it has no
-total time budget, does not reload scripts, and cannot tell the caller whether a write may have
+total time budget, does not answer NOSCRIPT, and cannot tell the caller whether a write may have
 been applied. Its backoff classes are used as they are.
 """
 
@@ -120,7 +120,8 @@ class Attempts:
     started: float = 0.0
     # Whether an earlier send may have run: then a later refusal says nothing of the outcome.
     maybe_applied: bool = False
-    reload_scripts: bool = False
+    # After a NOSCRIPT: send each script's source (EVAL), which cannot miss, instead of its SHA.
+    send_source: bool = False
     _backoff: ExponentialWithJitterBackoff = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -130,15 +131,17 @@ class Attempts:
         )
 
     def failed(self, error: Exception) -> float:
-        """Seconds to wait before sending again; raises when there is no next time. When it sets
-        ``reload_scripts``, the caller loads the scripts before sending again."""
+        """Seconds to wait before sending again; raises when there is no next time. Once it has
+        set ``send_source``, the caller sends scripts by their source from then on."""
         self.count += 1
         if is_reply_lost(error):
             self.maybe_applied = True
         if not is_retryable(error):
             raise self._final(error) from error
-        self.reload_scripts = isinstance(error, redis.exceptions.NoScriptError)
-        delay = 0.0 if self.reload_scripts else self._backoff.compute(self.count)
+        no_script = isinstance(error, redis.exceptions.NoScriptError)
+        # EVAL both loads the script and runs it: no SCRIPT FLUSH can come in between.
+        self.send_source = self.send_source or no_script
+        delay = 0.0 if no_script else self._backoff.compute(self.count)
         elapsed = self.clock() - self.started
         if self.count >= self.policy.attempts or elapsed + delay > self.policy.timeout:
             raise self._spent(elapsed) from error

@@ -3,7 +3,8 @@
 A line ``-- @include NAME`` in a script is replaced by ``lua/includes/NAME.lua`` (BullMQ's way):
 the checks every script makes are written once. The stores send ``EVALSHA`` themselves rather
 than through redis-py's ``Script``: a ``NOSCRIPT`` reply is part of the store's retry rule, which
-then loads every script at once, so that a later pipeline or transaction finds them all.
+then sends the source (``EVAL`` loads the script as it runs it: a ``SCRIPT FLUSH`` cannot come in
+between, as it can between ``SCRIPT LOAD`` and ``EVALSHA``, and a transaction stays whole).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import redis
 
 from . import operations as ops
-from .base import NO_DECODING, StoreBase, is_cluster
+from .base import NO_DECODING, StoreBase
 from .connection import sync_client_factory
 from .messages import ChatMessage
 from .retry import RetryPolicy
@@ -79,10 +79,11 @@ class RedisChatStore(StoreBase[redis.Redis]):
     def execute(self, operation: ops.Operation[R]) -> R:
         """Send one operation built by ``atomic_chat_store.operations``: one round trip, sent
         again after a lost reply within the retry budget."""
-        wire = self._wire(operation)
         reply = self._retrying(
             [operation],
-            lambda: self.client.execute_command(*wire, **NO_DECODING),  # type: ignore[no-untyped-call]
+            lambda source: self.client.execute_command(  # type: ignore[no-untyped-call]
+                *self._wire(operation, source), **NO_DECODING
+            ),
         )
         return operation.decode(reply)
 
@@ -101,9 +102,9 @@ class RedisChatStore(StoreBase[redis.Redis]):
         if not batch:
             return []
 
-        def send() -> list[Any]:
+        def send(source: bool) -> list[Any]:
             with self.client.pipeline(transaction=False) as pipe:
-                for command in self._batch_wire(batch, transaction):
+                for command in self._batch_wire(batch, transaction, source):
                     pipe.execute_command(*command, **NO_DECODING)  # type: ignore[no-untyped-call]
                 replies = pipe.execute(raise_on_error=False)
             return self._batch_replies(batch, transaction, replies)
@@ -113,30 +114,18 @@ class RedisChatStore(StoreBase[redis.Redis]):
     def _retrying(
         self,
         operations: Sequence[ops.Operation[Any]],
-        send: Callable[[], T],
+        send: Callable[[bool], T],
         *,
         batch: bool = False,
     ) -> T:
-        """``send()``, again after each failure the retry rule deems worth it, as it says."""
+        """``send(source)``, again after each failure the retry rule deems worth it, as it
+        says; ``source``: send scripts by their source (after a NOSCRIPT)."""
         attempts = self.retry.begin(operations, batch=batch)
         while True:
             try:
-                if attempts.reload_scripts:
-                    self._load_scripts()
-                    attempts.reload_scripts = False
-                return send()
+                return send(attempts.send_source)
             except Exception as error:
                 time.sleep(attempts.failed(error))
-
-    def _load_scripts(self) -> None:
-        if is_cluster(self.client):
-            for source in self._script_sources:
-                self.client.script_load(source)  # to every primary
-            return
-        with self.client.pipeline(transaction=False) as pipe:
-            for source in self._script_sources:
-                pipe.script_load(source)
-            pipe.execute()
 
     # -- the operations ---------------------------------------------------------------------------
 
@@ -287,7 +276,7 @@ class RedisChatStore(StoreBase[redis.Redis]):
                         break
             return found
 
-        return ops.chat_keys(self.config, self._retrying([], scan))
+        return ops.chat_keys(self.config, self._retrying([], lambda _: scan()))
 
     def close(self) -> None:
         """Close the client if the store made it."""
