@@ -10,12 +10,14 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import redis.asyncio
+from redis.asyncio.cluster import PipelineCommand
 
 from . import operations as ops
-from .base import NO_DECODING, StoreBase
+from .base import NO_DECODING, StoreBase, is_cluster
 from .connection import async_client_factory
+from .errors import ChatStoreError
 from .messages import ChatMessage
-from .retry import RetryPolicy
+from .retry import Attempts, RetryPolicy
 
 R = TypeVar("R")
 T = TypeVar("T")
@@ -41,6 +43,8 @@ class AsyncRedisChatStore(StoreBase[redis.asyncio.Redis]):
         op_window: ops.TTL | None = None,
         op_window_size: int | None = None,
         retry: RetryPolicy | None = None,
+        wait_replicas: int = 0,
+        wait_timeout: float = 1.0,
         **client_kwargs: Any,
     ) -> None:
         super().__init__(
@@ -53,6 +57,8 @@ class AsyncRedisChatStore(StoreBase[redis.asyncio.Redis]):
             op_window=op_window,
             op_window_size=op_window_size,
             retry=retry,
+            wait_replicas=wait_replicas,
+            wait_timeout=wait_timeout,
             client_kwargs=client_kwargs,
             client_factory=async_client_factory,
         )
@@ -64,13 +70,16 @@ class AsyncRedisChatStore(StoreBase[redis.asyncio.Redis]):
     # -- sending ----------------------------------------------------------------------------------
 
     async def execute(self, operation: ops.Operation[R]) -> R:
-        reply = await self._retrying(
-            [operation],
-            lambda source: self.client.execute_command(  # type: ignore[no-untyped-call]
-                *self._wire(operation, source), **NO_DECODING
-            ),
-        )
-        return operation.decode(reply)
+        async def send(attempts: Attempts) -> Any:
+            if self._durable(operation):
+                commands = self._one_on_node(operation, attempts.send_source)
+                return self._reply_on_node(
+                    await self._send_on_node(operation.keys[0], commands, attempts)
+                )
+            wire = self._wire(operation, attempts.send_source)
+            return await self.client.execute_command(*wire, **NO_DECODING)  # type: ignore[no-untyped-call]
+
+        return operation.decode(await self._retrying([operation], send))
 
     async def execute_many(
         self, operations: Iterable[ops.Operation[Any]], *, transaction: bool = True
@@ -78,27 +87,62 @@ class AsyncRedisChatStore(StoreBase[redis.asyncio.Redis]):
         batch = ops.check_operations(operations)
         if not batch:
             return []
+        route = self._batch_route(batch, transaction)
+        if route == "each":
+            return ops.gather_results(batch, [await self._outcome(op) for op in batch])
 
-        async def send(source: bool) -> list[Any]:
-            async with self.client.pipeline(transaction=False) as pipe:
-                for command in self._batch_wire(batch, transaction, source):
-                    pipe.execute_command(*command, **NO_DECODING)
-                replies = await pipe.execute(raise_on_error=False)
-            return self._batch_replies(batch, transaction, replies)
+        async def send(attempts: Attempts) -> list[Any]:
+            if route == "cluster":
+                async with self.client.pipeline(transaction=False) as pipe:
+                    for operation in batch:
+                        wire = self._wire(operation, attempts.send_source)
+                        pipe.execute_command(*wire, **NO_DECODING)
+                    replies = await pipe.execute(raise_on_error=False)
+            else:
+                commands = self._batch_wire(batch, transaction, attempts.send_source)
+                replies = await self._send_on_node(self._node_key(batch), commands, attempts)
+            return self._batch_replies(batch, transaction and route == "node", replies)
 
         return ops.decode_replies(batch, await self._retrying(batch, send, batch=True))
+
+    async def _outcome(self, operation: ops.Operation[Any]) -> Any:
+        try:
+            return await self.execute(operation)
+        except ChatStoreError as error:
+            return error
+
+    async def _send_on_node(
+        self, key: bytes | None, commands: Sequence[tuple[ops.Arg, ...]], attempts: Attempts
+    ) -> list[Any]:
+        client: Any = self.client
+        if is_cluster(client):
+            if attempts.refresh_slots:
+                await client.nodes_manager.initialize()
+            else:
+                await client.initialize()  # once: the async Cluster client starts lazily
+            node = client.get_node_from_key(key)
+            queued = [
+                PipelineCommand(i, *command, **NO_DECODING) for i, command in enumerate(commands)
+            ]
+            await node.execute_pipeline(queued)
+            return [command.result for command in queued]
+        async with client.pipeline(transaction=False) as pipe:
+            for command in commands:
+                pipe.execute_command(*command, **NO_DECODING)
+            replies: list[Any] = await pipe.execute(raise_on_error=False)
+        return replies
 
     async def _retrying(
         self,
         operations: Sequence[ops.Operation[Any]],
-        send: Callable[[bool], Awaitable[T]],
+        send: Callable[[Attempts], Awaitable[T]],
         *,
         batch: bool = False,
     ) -> T:
         attempts = self.retry.begin(operations, batch=batch)
         while True:
             try:
-                return await send(attempts.send_source)
+                return await send(attempts)
             except Exception as error:
                 await asyncio.sleep(attempts.failed(error))
 

@@ -18,7 +18,8 @@ from redis.client import NEVER_DECODE
 from . import operations as ops
 from .connection import DEFAULT_URL
 from .errors import InvalidArgumentError, InvalidArgumentTypeError
-from .retry import RetryPolicy, is_retryable
+from .keys import key_slot
+from .retry import ReplicaShortfall, RetryPolicy, is_retryable
 from .scripts import Script, scripts
 
 ClientT = TypeVar("ClientT")
@@ -55,6 +56,8 @@ class StoreBase(Generic[ClientT]):
         op_window: ops.TTL | None,
         op_window_size: int | None,
         retry: RetryPolicy | None,
+        wait_replicas: int,
+        wait_timeout: float,
         client_kwargs: dict[str, Any],
         client_factory: Callable[..., Callable[[], ClientT]],
     ) -> None:
@@ -73,6 +76,14 @@ class StoreBase(Generic[ClientT]):
                 f"retry must be a RetryPolicy, not {type(retry).__name__}"
             )
         self.retry = retry or RetryPolicy()
+        if isinstance(wait_replicas, bool) or not isinstance(wait_replicas, int):
+            raise InvalidArgumentTypeError(
+                f"wait_replicas must be an int, not {type(wait_replicas).__name__}"
+            )
+        if wait_replicas < 0:
+            raise InvalidArgumentError(f"wait_replicas must be >= 0, not {wait_replicas}")
+        self.wait_replicas = wait_replicas
+        self.wait_timeout_ms = ops.ttl_to_ms(wait_timeout, "wait_timeout")
         self._scripts: dict[str, Script] = scripts()
         self._owns_client = client is None
         self._client: ClientT | None = client
@@ -100,6 +111,60 @@ class StoreBase(Generic[ClientT]):
         head = ("EVAL", script.source) if source else ("EVALSHA", script.sha)
         return (*head, len(operation.keys), *operation.keys, *operation.args)
 
+    # -- what goes on the wire, decided here for both shells --------------------------------------
+
+    def _durable(self, operation: ops.Operation[Any]) -> bool:
+        return self.wait_replicas > 0 and operation.op_id is not None
+
+    def _durability_tail(
+        self, operations: Sequence[ops.Operation[Any]]
+    ) -> list[tuple[ops.Arg, ...]]:
+        """What follows durable writes on their connection: WAIT for the replicas, after a
+        SPUBLISH that reaches them. WAIT waits for the offset of the connection's last write, and
+        a write sent again (a new connection, perhaps) that replays its recorded reply writes
+        nothing: without something replicated after it, WAIT would not wait for the write it
+        replays. SPUBLISH changes no data and goes to the shard's replicas only."""
+        return [
+            ("SPUBLISH", operations[0].keys[-1], b""),
+            ("WAIT", self.wait_replicas, self.wait_timeout_ms),
+        ]
+
+    def _one_on_node(
+        self, operation: ops.Operation[Any], source: bool
+    ) -> list[tuple[ops.Arg, ...]]:
+        """A durable write's commands, for one connection."""
+        return [self._wire(operation, source), *self._durability_tail([operation])]
+
+    def _reply_on_node(self, replies: Sequence[Any]) -> Any:
+        """The reply of a durable write: raises an error reply, and the shortfall of replicas."""
+        reply, _, acknowledged = replies
+        for answer in (reply, acknowledged):
+            if isinstance(answer, Exception):
+                raise answer
+        if acknowledged < self.wait_replicas:
+            raise ReplicaShortfall(reply, acknowledged, self.wait_replicas)
+        return reply
+
+    def _batch_route(self, batch: Sequence[ops.Operation[Any]], transaction: bool) -> str:
+        """How a batch travels: ``node``, one pipeline on one connection (a server, or the node of
+        the one slot a Cluster transaction may touch); ``cluster``, redis-py's Cluster pipeline
+        (one pipeline per node; it follows MOVED and ASK itself); ``each``, one operation at a
+        time (durable writes on a Cluster, each waiting on its own node)."""
+        if not is_cluster(self.client):
+            return "node"
+        if transaction:
+            slots = {key_slot(operation.keys[0]) for operation in batch}
+            if len(slots) > 1:
+                raise InvalidArgumentError(
+                    "a Cluster runs a transaction within one slot only, and these operations "
+                    f"touch {len(slots)} slots: use transaction=False, or keys with one hash tag"
+                )
+            return "node"
+        return "each" if any(self._durable(operation) for operation in batch) else "cluster"
+
+    def _node_key(self, batch: Sequence[ops.Operation[Any]]) -> bytes | None:
+        return batch[0].keys[0] if is_cluster(self.client) else None
+
     def _scan_nodes(self) -> list[Any]:
         """Where get_keys scans: every primary of a Cluster, else the one server (None)."""
         if is_cluster(self.client):
@@ -113,19 +178,28 @@ class StoreBase(Generic[ClientT]):
     def _batch_wire(
         self, batch: Sequence[ops.Operation[Any]], transaction: bool, source: bool
     ) -> list[tuple[ops.Arg, ...]]:
-        """The commands of one pipeline. A transaction is spelled out (MULTI, ..., EXEC) rather
-        than left to redis-py, which decodes EXEC's reply as the client is set to."""
+        """The commands of one pipeline on one connection. A transaction is spelled out (MULTI,
+        ..., EXEC) rather than left to redis-py, which decodes EXEC's reply as the client is set
+        to; durable writes are followed by the durability tail."""
         commands = [self._wire(operation, source) for operation in batch]
-        return [("MULTI",), *commands, ("EXEC",)] if transaction else commands
+        if transaction:
+            commands = [("MULTI",), *commands, ("EXEC",)]
+        if any(self._durable(operation) for operation in batch):
+            commands += self._durability_tail(batch)
+        return commands
 
-    @staticmethod
     def _batch_replies(
-        batch: Sequence[ops.Operation[Any]], transaction: bool, replies: Sequence[Any]
+        self, batch: Sequence[ops.Operation[Any]], transaction: bool, replies: Sequence[Any]
     ) -> list[Any]:
         """Each operation's reply out of the pipeline's. Raises what asks for the whole batch to
         be sent again (a NOSCRIPT, a demoted master: the writes that ran replay their recorded
-        replies then, and a transaction resent by EVAL is whole again), or what refused the
-        whole transaction while queueing (nothing ran)."""
+        replies then, and a transaction resent by EVAL is whole again), what refused the whole
+        transaction while queueing (nothing ran), or a shortfall of replicas."""
+        acknowledged = None
+        if any(self._durable(operation) for operation in batch):
+            *replies, _, acknowledged = replies
+            if isinstance(acknowledged, Exception):
+                raise acknowledged
         if transaction:
             queued, executed = replies[1:-1], replies[-1]
             if isinstance(executed, Exception):  # EXECABORT: the reason is in the queueing
@@ -136,4 +210,6 @@ class StoreBase(Generic[ClientT]):
         for reply in replies:
             if isinstance(reply, Exception) and is_retryable(reply):
                 raise reply
+        if acknowledged is not None and acknowledged < self.wait_replicas:
+            raise ReplicaShortfall(list(replies), acknowledged, self.wait_replicas)
         return list(replies)

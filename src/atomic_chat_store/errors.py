@@ -163,6 +163,26 @@ class OutcomeUnknownError(UnavailableError):
         self.op_id = op_id
 
 
+class DurabilityError(ChatStoreError):
+    """The write WAS applied, but fewer replicas than the store's ``wait_replicas`` acknowledged
+    it within the retry budget: if the master fails now, it may be lost. ``reply`` is what the
+    write returned (a list of results for ``execute_many``), ``acknowledged`` how many replicas
+    had it, ``wanted`` how many the store waits for, ``op_ids`` the writes' ids: sending the same
+    write again with its op id changes nothing and waits again."""
+
+    def __init__(
+        self, reply: object, acknowledged: int, wanted: int, op_ids: Sequence[str]
+    ) -> None:
+        super().__init__(
+            f"the write was applied, but {acknowledged} of the {wanted} replica(s) the store "
+            "waits for acknowledged it: a failover now could lose it"
+        )
+        self.reply = reply
+        self.acknowledged = acknowledged
+        self.wanted = wanted
+        self.op_ids = tuple(op_ids)
+
+
 class BatchError(ChatStoreError):
     """One or more operations of ``execute_many`` failed. ``results`` holds, in order, each
     operation's result or its typed error; ``errors`` maps the failed positions to their errors.

@@ -257,6 +257,14 @@ def decode_replies(operations: Sequence[Operation[Any]], replies: Sequence[Any])
     return results
 
 
+def gather_results(operations: Sequence[Operation[Any]], outcomes: Sequence[Any]) -> list[Any]:
+    """Results of operations sent one by one, each its result or typed error: BatchError when
+    any failed (the others took effect)."""
+    if any(isinstance(outcome, BaseException) for outcome in outcomes):
+        raise BatchError(list(outcomes))
+    return list(outcomes)
+
+
 def as_bytes(raw: bytes | str) -> bytes:
     # Clients made with decode_responses=True hand back str.
     return raw.encode() if isinstance(raw, str) else raw

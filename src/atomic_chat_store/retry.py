@@ -22,6 +22,7 @@ from .errors import (
     BatchError,
     ChatStoreError,
     CommandRefusedError,
+    DurabilityError,
     InvalidArgumentError,
     InvalidArgumentTypeError,
     OutcomeUnknownError,
@@ -45,7 +46,27 @@ _NOT_RUN: tuple[type[BaseException], ...] = (
     redis.exceptions.TryAgainError,
     redis.exceptions.ClusterDownError,
     redis.exceptions.MaxConnectionsError,
+    redis.exceptions.AskError,  # and MovedError: a slot moved, the command ran nowhere
+    redis.exceptions.ClusterError,
+    redis.exceptions.SlotNotCoveredError,
 )
+# A Cluster refusing what can never work, whatever is sent again.
+_CLUSTER_FINAL: tuple[type[BaseException], ...] = (
+    redis.exceptions.CrossSlotTransactionError,
+    redis.exceptions.InvalidPipelineStack,
+    redis.exceptions.ClusterCrossSlotError,
+)
+
+
+class ReplicaShortfall(Exception):
+    """A write applied on the master, which fewer replicas than wanted acknowledged (WAIT):
+    sent again with its op id, it changes nothing and waits again, maybe on a new master."""
+
+    def __init__(self, reply: Any, acknowledged: int, wanted: int) -> None:
+        super().__init__(f"{acknowledged} of {wanted} replicas acknowledged the write")
+        self.reply = reply
+        self.acknowledged = acknowledged
+        self.wanted = wanted
 
 
 def _number(name: str, value: object, minimum: float) -> float:
@@ -100,11 +121,24 @@ def is_reply_lost(error: BaseException) -> bool:
 
 
 def is_retryable(error: BaseException) -> bool:
-    if isinstance(error, (redis.exceptions.NoScriptError, *_NOT_RUN)):
+    if isinstance(error, (redis.exceptions.NoScriptError, *_NOT_RUN, ReplicaShortfall)):
         return True
+    if isinstance(error, redis.exceptions.RedisClusterException):
+        # No node answered (the Cluster client could not even be made), or a slot map in motion.
+        return not isinstance(error, _CLUSTER_FINAL)
     if isinstance(error, redis.ResponseError):
         return str(error).startswith(("BUSY ", "LOADING ", "MASTERDOWN "))
     return is_reply_lost(error)
+
+
+def _decoded(operation: Any, raw: Any) -> Any:
+    """A reply as its operation's result, or as the typed error it stands for."""
+    if isinstance(raw, Exception):
+        return operation.error(raw)
+    try:
+        return operation.decode(raw)
+    except ChatStoreError as error:
+        return error
 
 
 @dataclass
@@ -122,6 +156,9 @@ class Attempts:
     maybe_applied: bool = False
     # After a NOSCRIPT: send each script's source (EVAL), which cannot miss, instead of its SHA.
     send_source: bool = False
+    # After a MOVED or ASK on a connection the store chose itself: ask the Cluster for its slots.
+    refresh_slots: bool = False
+    _shortfall: ReplicaShortfall | None = field(default=None, repr=False)
     _backoff: ExponentialWithJitterBackoff = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -138,6 +175,8 @@ class Attempts:
             self.maybe_applied = True
         if not is_retryable(error):
             raise self._final(error) from error
+        self._shortfall = error if isinstance(error, ReplicaShortfall) else None
+        self.refresh_slots = isinstance(error, redis.exceptions.AskError)
         no_script = isinstance(error, redis.exceptions.NoScriptError)
         # EVAL both loads the script and runs it: no SCRIPT FLUSH can come in between.
         self.send_source = self.send_source or no_script
@@ -149,6 +188,16 @@ class Attempts:
 
     def _spent(self, elapsed: float) -> ChatStoreError:
         op_ids = tuple(op.op_id for op in self.operations if op.op_id is not None)
+        if self._shortfall is not None:
+            shortfall = self._shortfall
+            if self.batch:
+                reply: Any = [
+                    _decoded(op, raw)
+                    for op, raw in zip(self.operations, shortfall.reply, strict=True)
+                ]
+            else:
+                reply = _decoded(self.operations[0], shortfall.reply)
+            return DurabilityError(reply, shortfall.acknowledged, shortfall.wanted, op_ids)
         if self.maybe_applied and op_ids:
             return OutcomeUnknownError(op_ids[0], self.count, elapsed, op_ids=op_ids)
         return UnavailableError(

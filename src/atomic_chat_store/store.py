@@ -11,10 +11,11 @@ from typing import Any, TypeVar
 import redis
 
 from . import operations as ops
-from .base import NO_DECODING, StoreBase
+from .base import NO_DECODING, StoreBase, is_cluster
 from .connection import sync_client_factory
+from .errors import ChatStoreError
 from .messages import ChatMessage
-from .retry import RetryPolicy
+from .retry import Attempts, RetryPolicy
 
 R = TypeVar("R")
 T = TypeVar("T")
@@ -53,6 +54,8 @@ class RedisChatStore(StoreBase[redis.Redis]):
         op_window: ops.TTL | None = None,
         op_window_size: int | None = None,
         retry: RetryPolicy | None = None,
+        wait_replicas: int = 0,
+        wait_timeout: float = 1.0,
         **client_kwargs: Any,
     ) -> None:
         super().__init__(
@@ -65,6 +68,8 @@ class RedisChatStore(StoreBase[redis.Redis]):
             op_window=op_window,
             op_window_size=op_window_size,
             retry=retry,
+            wait_replicas=wait_replicas,
+            wait_timeout=wait_timeout,
             client_kwargs=client_kwargs,
             client_factory=sync_client_factory,
         )
@@ -79,19 +84,24 @@ class RedisChatStore(StoreBase[redis.Redis]):
     def execute(self, operation: ops.Operation[R]) -> R:
         """Send one operation built by ``atomic_chat_store.operations``: one round trip, sent
         again after a lost reply within the retry budget."""
-        reply = self._retrying(
-            [operation],
-            lambda source: self.client.execute_command(  # type: ignore[no-untyped-call]
-                *self._wire(operation, source), **NO_DECODING
-            ),
-        )
-        return operation.decode(reply)
+
+        def send(attempts: Attempts) -> Any:
+            if self._durable(operation):
+                commands = self._one_on_node(operation, attempts.send_source)
+                return self._reply_on_node(
+                    self._send_on_node(operation.keys[0], commands, attempts)
+                )
+            wire = self._wire(operation, attempts.send_source)
+            return self.client.execute_command(*wire, **NO_DECODING)  # type: ignore[no-untyped-call]
+
+        return operation.decode(self._retrying([operation], send))
 
     def execute_many(
         self, operations: Iterable[ops.Operation[Any]], *, transaction: bool = True
     ) -> list[Any]:
-        """Send several operations in one redis-py pipeline (MULTI/EXEC when ``transaction``):
-        one round trip.
+        """Send several operations in one pipeline (MULTI/EXEC when ``transaction``): one round
+        trip on one server. On a Cluster: one pipeline per node without ``transaction``; a
+        transaction only within one slot.
 
         Results come back in order. Every operation runs, even after one fails: Redis does not
         roll a MULTI/EXEC back. A failure raises ``BatchError``, whose ``results`` hold each
@@ -101,29 +111,59 @@ class RedisChatStore(StoreBase[redis.Redis]):
         batch = ops.check_operations(operations)
         if not batch:
             return []
+        route = self._batch_route(batch, transaction)
+        if route == "each":
+            return ops.gather_results(batch, [self._outcome(operation) for operation in batch])
 
-        def send(source: bool) -> list[Any]:
-            with self.client.pipeline(transaction=False) as pipe:
-                for command in self._batch_wire(batch, transaction, source):
-                    pipe.execute_command(*command, **NO_DECODING)  # type: ignore[no-untyped-call]
-                replies = pipe.execute(raise_on_error=False)
-            return self._batch_replies(batch, transaction, replies)
+        def send(attempts: Attempts) -> list[Any]:
+            if route == "cluster":
+                with self.client.pipeline(transaction=False) as pipe:
+                    for operation in batch:
+                        wire = self._wire(operation, attempts.send_source)
+                        pipe.execute_command(*wire, **NO_DECODING)  # type: ignore[no-untyped-call]
+                    replies = pipe.execute(raise_on_error=False)
+            else:
+                commands = self._batch_wire(batch, transaction, attempts.send_source)
+                replies = self._send_on_node(self._node_key(batch), commands, attempts)
+            return self._batch_replies(batch, transaction and route == "node", replies)
 
         return ops.decode_replies(batch, self._retrying(batch, send, batch=True))
+
+    def _outcome(self, operation: ops.Operation[Any]) -> Any:
+        try:
+            return self.execute(operation)
+        except ChatStoreError as error:
+            return error
+
+    def _send_on_node(
+        self, key: bytes | None, commands: Sequence[tuple[ops.Arg, ...]], attempts: Attempts
+    ) -> list[Any]:
+        """``commands`` in one pipeline on one connection: the server's, or on a Cluster the one
+        of the node serving ``key``'s slot."""
+        client: Any = self.client
+        if is_cluster(client):
+            if attempts.refresh_slots:
+                client.nodes_manager.initialize()
+            client = client.get_redis_connection(client.get_node_from_key(key))
+        with client.pipeline(transaction=False) as pipe:
+            for command in commands:
+                pipe.execute_command(*command, **NO_DECODING)
+            replies: list[Any] = pipe.execute(raise_on_error=False)
+        return replies
 
     def _retrying(
         self,
         operations: Sequence[ops.Operation[Any]],
-        send: Callable[[bool], T],
+        send: Callable[[Attempts], T],
         *,
         batch: bool = False,
     ) -> T:
-        """``send(source)``, again after each failure the retry rule deems worth it, as it
-        says; ``source``: send scripts by their source (after a NOSCRIPT)."""
+        """``send(attempts)``, again after each failure the retry rule deems worth it, as it
+        says (``attempts`` says how: by the scripts' source after a NOSCRIPT, ...)."""
         attempts = self.retry.begin(operations, batch=batch)
         while True:
             try:
-                return send(attempts.send_source)
+                return send(attempts)
             except Exception as error:
                 time.sleep(attempts.failed(error))
 
