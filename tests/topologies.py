@@ -224,11 +224,18 @@ class SentinelTopology:
     def client_options(self) -> dict[str, Any]:
         return self.tls.client_options() if self.tls else {}
 
-    def redis_sentinel(self, **connection_options: Any) -> redis.sentinel.Sentinel:
-        """redis-py's Sentinel client on the three sentinels (TLS options included)."""
+    def redis_sentinel(
+        self, *, sentinel_options: dict[str, Any] | None = None, **connection_options: Any
+    ) -> redis.sentinel.Sentinel:
+        """redis-py's Sentinel client on the three sentinels (TLS options included).
+
+        Its connections to the sentinels do not retry: redis-py's default (10 retries, backoff
+        up to 1 s) spends ~3-4 s on a stopped sentinel before asking the next one.
+        ``sentinel_options`` overrides that; ``connection_options`` go to the data nodes'."""
         options = {"socket_timeout": 2.0, **self.client_options(), **connection_options}
+        sentinel_kwargs = {**options, "retry": None, **(sentinel_options or {})}
         return redis.sentinel.Sentinel(
-            self.sentinel_addresses, sentinel_kwargs=dict(options), **options
+            self.sentinel_addresses, sentinel_kwargs=sentinel_kwargs, **options
         )
 
     def node_at(self, address: Address) -> Node:
@@ -258,6 +265,12 @@ class SentinelTopology:
         if not reports:
             raise TopologyTimeout("no sentinel answers")
         return Counter(reports.values()).most_common(1)[0][0]
+
+    def peers_seen_by(self, index: int) -> dict[int, set[str]]:
+        """The other sentinels as sentinel ``index`` sees them: port -> flags (``s_down``...)."""
+        with self.sentinels[index].client() as client:
+            peers = client.execute_command("SENTINEL", "SENTINELS", self.service)
+        return {int(peer["port"]): set(peer["flags"].split(",")) for peer in map(_pairs, peers)}
 
     def _agreed_master(self, excluded: Address | None = None) -> Address | None:
         """The master if every running sentinel reports it, it is not ``excluded``, and it
