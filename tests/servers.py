@@ -541,7 +541,12 @@ class DockerNode(Node):
 
 
 def make_node(spec: NodeSpec) -> Node:
-    return DockerNode(spec) if chosen_backend() == "docker" else ProcessNode(spec)
+    if chosen_backend() == "docker":
+        return DockerNode(spec)
+    try:
+        return ProcessNode(spec)
+    except ServerNotFoundError as error:
+        raise ServerUnavailable(f"no {spec.flavour.name} server to run: {error}") from error
 
 
 def start_nodes(nodes: Sequence[Node], timeout: float = 30.0) -> None:

@@ -208,7 +208,10 @@ def test_cluster_writes_and_reads_over_many_slots(cluster_topology: ClusterTopol
         client.rpush(key, key)
     assert len({client.keyslot(key) for key in keys}) > 500
     assert [client.lrange(key, 0, -1) for key in keys] == [[key.encode()] for key in keys]
-    per_master = [node.client().dbsize() for node in topology.masters()]
+    per_master = []
+    for node in topology.masters():
+        with node.client() as direct:
+            per_master.append(direct.dbsize())
     assert sum(per_master) == len(keys) and all(count > 0 for count in per_master)
     client.close()
 
