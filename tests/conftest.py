@@ -1,5 +1,6 @@
-"""Fixtures: one real Redis server for the session, clean between tests, and the tools that
-assert on Redis itself (round trips seen by MONITOR)."""
+"""Fixtures: one real Redis server for the session, clean between tests, the topologies
+(Sentinel, Cluster, TLS: tests/topologies.py), and the tools that assert on Redis itself (round
+trips seen by MONITOR)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,15 @@ import redis
 import redis.asyncio
 
 from faults import fault_proxy, fault_redis, fault_server, killable_server  # noqa: F401
-from servers import RunningServer, redis_server  # noqa: F401 (a fixture, shared with benchmarks/)
+from servers import RunningServer, redis_server, valkey_server  # noqa: F401 (fixtures)
+from topologies import (  # noqa: F401 (fixtures: one per topology)
+    _cluster_session,
+    _sentinel_session,
+    cluster_topology,
+    mutual_tls_server,
+    sentinel_topology,
+    tls_server,
+)
 
 
 @pytest.fixture(scope="session")

@@ -40,7 +40,14 @@ import pytest
 import redis
 
 from atomic_chat_store.server import free_port
-from servers import RunningServer, ServerUnavailable, start_container, start_process, use_docker
+from servers import (
+    REDIS,
+    RunningServer,
+    ServerUnavailable,
+    start_container,
+    start_process,
+    use_docker,
+)
 
 T = TypeVar("T")
 
@@ -544,7 +551,7 @@ def answering_run_id(port: int) -> str | None:
 def start_fault_server() -> RunningServer:
     """A server that allows ``DEBUG SLEEP`` (and the rest of DEBUG) from 127.0.0.1."""
     args = ["--enable-debug-command", "local"]
-    return start_container(args) if use_docker() else start_process(args)
+    return start_container(REDIS, args) if use_docker() else start_process(REDIS, args)
 
 
 class KillableServer:
@@ -577,7 +584,7 @@ class KillableServer:
 
     def _launch(self) -> None:
         start = start_container if self.docker else start_process
-        self._running = start(self.persist, port=self.port, data_dir=self.data_dir)
+        self._running = start(REDIS, self.persist, port=self.port, data_dir=self.data_dir)
         with redis.Redis(port=self.port) as client:
             info = client.info("server")
         self._run_id, self._pid = info["run_id"], int(info["process_id"])
