@@ -308,9 +308,10 @@ class RedisChatStore(StoreBase[redis.Redis]):
             for node in self._scan_nodes():
                 cursor = 0
                 while True:
-                    cursor, names = self.client.execute_command(  # type: ignore[no-untyped-call]
+                    reply = self.client.execute_command(  # type: ignore[no-untyped-call]
                         *ops.scan_command(self.config, cursor), **self._scan_options(node)
                     )
+                    cursor, names = self._scan_step(reply)
                     found.extend(names)
                     if not cursor:
                         break
