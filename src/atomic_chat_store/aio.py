@@ -73,9 +73,7 @@ class AsyncRedisChatStore(StoreBase[redis.asyncio.Redis]):
         async def send(attempts: Attempts) -> Any:
             if self._durable(operation):
                 commands = self._one_on_node(operation, attempts.send_source)
-                return self._reply_on_node(
-                    await self._send_on_node(operation.keys[0], commands, attempts)
-                )
+                return self._reply_on_node(await self._send_on_node(operation.keys[0], commands))
             wire = self._wire(operation, attempts.send_source)
             return await self.client.execute_command(*wire, **NO_DECODING)  # type: ignore[no-untyped-call]
 
@@ -100,7 +98,7 @@ class AsyncRedisChatStore(StoreBase[redis.asyncio.Redis]):
                     replies = await pipe.execute(raise_on_error=False)
             else:
                 commands = self._batch_wire(batch, transaction, attempts.send_source)
-                replies = await self._send_on_node(self._node_key(batch), commands, attempts)
+                replies = await self._send_on_node(self._node_key(batch), commands)
             return self._batch_replies(batch, transaction and route == "node", replies)
 
         return ops.decode_replies(batch, await self._retrying(batch, send, batch=True))
@@ -112,14 +110,11 @@ class AsyncRedisChatStore(StoreBase[redis.asyncio.Redis]):
             return error
 
     async def _send_on_node(
-        self, key: bytes | None, commands: Sequence[tuple[ops.Arg, ...]], attempts: Attempts
+        self, key: bytes | None, commands: Sequence[tuple[ops.Arg, ...]]
     ) -> list[Any]:
         client: Any = self.client
         if is_cluster(client):
-            if attempts.refresh_slots:
-                await client.nodes_manager.initialize()
-            else:
-                await client.initialize()  # once: the async Cluster client starts lazily
+            await client.initialize()  # once: the async Cluster client starts lazily
             node = client.get_node_from_key(key)
             queued = [
                 PipelineCommand(i, *command, **NO_DECODING) for i, command in enumerate(commands)
@@ -142,9 +137,19 @@ class AsyncRedisChatStore(StoreBase[redis.asyncio.Redis]):
         attempts = self.retry.begin(operations, batch=batch)
         while True:
             try:
+                if attempts.rediscover:
+                    attempts.rediscover = False
+                    await self._rediscover()
                 return await send(attempts)
             except Exception as error:
                 await asyncio.sleep(attempts.failed(error))
+
+    async def _rediscover(self) -> None:
+        client: Any = self.client
+        if is_cluster(client):
+            await client.nodes_manager.initialize()
+        elif self._rediscovers_on_connect(client):
+            await client.connection_pool.disconnect()
 
     # -- the operations ---------------------------------------------------------------------------
 

@@ -12,7 +12,9 @@ from typing import Any, Generic, TypeVar
 
 import redis
 import redis.asyncio.cluster
+import redis.asyncio.sentinel
 import redis.cluster
+import redis.sentinel
 from redis.client import NEVER_DECODE
 
 from . import operations as ops
@@ -164,6 +166,16 @@ class StoreBase(Generic[ClientT]):
 
     def _node_key(self, batch: Sequence[ops.Operation[Any]]) -> bytes | None:
         return batch[0].keys[0] if is_cluster(self.client) else None
+
+    @staticmethod
+    def _rediscovers_on_connect(client: Any) -> bool:
+        """A Sentinel-managed pool: it asks the sentinels for the master on each new connection,
+        so closing its connections is how to follow a failover at once."""
+        pool = getattr(client, "connection_pool", None)
+        return isinstance(
+            pool,
+            (redis.sentinel.SentinelConnectionPool, redis.asyncio.sentinel.SentinelConnectionPool),
+        )
 
     def _scan_nodes(self) -> list[Any]:
         """Where get_keys scans: every primary of a Cluster, else the one server (None)."""

@@ -156,8 +156,10 @@ class Attempts:
     maybe_applied: bool = False
     # After a NOSCRIPT: send each script's source (EVAL), which cannot miss, instead of its SHA.
     send_source: bool = False
-    # After a MOVED or ASK on a connection the store chose itself: ask the Cluster for its slots.
-    refresh_slots: bool = False
+    # After a sign that the master moved (a MOVED or ASK on a connection the store chose itself, a
+    # READONLY, too few replicas acknowledging): find the master again before the next send
+    # rather than wait for the client to notice (a Sentinel pool only asks when it connects).
+    rediscover: bool = False
     _shortfall: ReplicaShortfall | None = field(default=None, repr=False)
     _backoff: ExponentialWithJitterBackoff = field(init=False, repr=False)
 
@@ -176,7 +178,9 @@ class Attempts:
         if not is_retryable(error):
             raise self._final(error) from error
         self._shortfall = error if isinstance(error, ReplicaShortfall) else None
-        self.refresh_slots = isinstance(error, redis.exceptions.AskError)
+        self.rediscover = isinstance(
+            error, (redis.exceptions.AskError, redis.exceptions.ReadOnlyError, ReplicaShortfall)
+        )
         no_script = isinstance(error, redis.exceptions.NoScriptError)
         # EVAL both loads the script and runs it: no SCRIPT FLUSH can come in between.
         self.send_source = self.send_source or no_script

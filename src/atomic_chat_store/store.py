@@ -88,9 +88,7 @@ class RedisChatStore(StoreBase[redis.Redis]):
         def send(attempts: Attempts) -> Any:
             if self._durable(operation):
                 commands = self._one_on_node(operation, attempts.send_source)
-                return self._reply_on_node(
-                    self._send_on_node(operation.keys[0], commands, attempts)
-                )
+                return self._reply_on_node(self._send_on_node(operation.keys[0], commands))
             wire = self._wire(operation, attempts.send_source)
             return self.client.execute_command(*wire, **NO_DECODING)  # type: ignore[no-untyped-call]
 
@@ -124,7 +122,7 @@ class RedisChatStore(StoreBase[redis.Redis]):
                     replies = pipe.execute(raise_on_error=False)
             else:
                 commands = self._batch_wire(batch, transaction, attempts.send_source)
-                replies = self._send_on_node(self._node_key(batch), commands, attempts)
+                replies = self._send_on_node(self._node_key(batch), commands)
             return self._batch_replies(batch, transaction and route == "node", replies)
 
         return ops.decode_replies(batch, self._retrying(batch, send, batch=True))
@@ -136,14 +134,12 @@ class RedisChatStore(StoreBase[redis.Redis]):
             return error
 
     def _send_on_node(
-        self, key: bytes | None, commands: Sequence[tuple[ops.Arg, ...]], attempts: Attempts
+        self, key: bytes | None, commands: Sequence[tuple[ops.Arg, ...]]
     ) -> list[Any]:
         """``commands`` in one pipeline on one connection: the server's, or on a Cluster the one
         of the node serving ``key``'s slot."""
         client: Any = self.client
         if is_cluster(client):
-            if attempts.refresh_slots:
-                client.nodes_manager.initialize()
             client = client.get_redis_connection(client.get_node_from_key(key))
         with client.pipeline(transaction=False) as pipe:
             for command in commands:
@@ -163,9 +159,20 @@ class RedisChatStore(StoreBase[redis.Redis]):
         attempts = self.retry.begin(operations, batch=batch)
         while True:
             try:
+                if attempts.rediscover:
+                    attempts.rediscover = False
+                    self._rediscover()
                 return send(attempts)
             except Exception as error:
                 time.sleep(attempts.failed(error))
+
+    def _rediscover(self) -> None:
+        """Find the master again: the Cluster's slots, or a Sentinel pool's master."""
+        client: Any = self.client
+        if is_cluster(client):
+            client.nodes_manager.initialize()
+        elif self._rediscovers_on_connect(client):
+            client.connection_pool.disconnect()
 
     # -- the operations ---------------------------------------------------------------------------
 
