@@ -214,17 +214,19 @@ def test_a_ttl_pexpire_would_refuse_is_refused_before_the_write(make_store, redi
 
 @pytest.mark.parametrize("mark", [b"\xffatomic-chat-store:mark", b"\xffacs-mark:"])
 def test_a_stored_copy_of_a_mark_never_misplaces_an_edit(make_store, redis_client, mark):
+    # A mark is found by value: a copy of it stored before the index (from the end a scan starts
+    # at) would take the edit's place.
     store = make_store()
     seed(redis_client, "abcd")
     redis_client.rpush("chat", mark)
     seed(redis_client, "efghij")
-    # elements: a b c d MARK e f g h i j: edits inside must act at their own index
-    store.add_message("chat", msg("x"), idx=2)
-    assert store.delete_message("chat", 8).content == "g"  # the stored mark counts as one
+    # a b c d MARK e f g h i j: the insert scans from the head, the delete from the nearer end
+    store.add_message("chat", msg("x"), idx=7)
+    assert store.delete_message("chat", 5).content == "e"
     raw = redis_client.lrange("chat", 0, -1)
-    assert raw[5] == mark
+    assert raw[4] == mark
     texts = [json.loads(r)["blocks"][0]["text"] for r in raw if r != mark]
-    assert texts == list("abxcdefhij")
+    assert texts == list("abcdfxghij")
 
 
 def test_deletes_run_at_maxmemory_and_other_writes_are_refused_whole(make_store, redis_client):
@@ -301,24 +303,38 @@ def test_a_client_that_decodes_loses_no_byte(redis_url, redis_client, asyncio):
 
 
 def test_script_flush_racing_writes_loses_and_duplicates_nothing(redis_url, redis_client):
-    store = RedisChatStore.from_url(redis_url)
+    writers, per_writer = 4, 150
     flusher = redis.Redis.from_url(redis_url)
     stop = threading.Event()
+    failures: list[BaseException] = []
+    lengths: list[int] = []
 
     def flush() -> None:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 30
         while not stop.is_set() and time.monotonic() < deadline:
             flusher.script_flush()
-            time.sleep(0.001)
 
-    thread = threading.Thread(target=flush)
-    thread.start()
-    try:
-        lengths = [store.add_message("chat", msg(str(i))) for i in range(300)]
-    finally:
-        stop.set()
-        thread.join(timeout=30)
-        flusher.close()
-        store.close()
-    assert lengths == list(range(1, 301))
-    assert stored(redis_client) == [str(i) for i in range(300)]
+    def write(number: int) -> None:
+        store = RedisChatStore.from_url(redis_url)
+        try:
+            for i in range(per_writer):
+                lengths.append(store.add_message(f"chat-{number}", msg(str(i))))
+        except BaseException as error:
+            failures.append(error)
+        finally:
+            store.close()
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(writers)]
+    flushing = threading.Thread(target=flush)
+    flushing.start()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    stop.set()
+    flushing.join(timeout=30)
+    flusher.close()
+    assert not failures, failures[:3]
+    assert sorted(lengths) == sorted(list(range(1, per_writer + 1)) * writers)
+    for number in range(writers):
+        assert stored(redis_client, f"chat-{number}") == [str(i) for i in range(per_writer)]
