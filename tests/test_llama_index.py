@@ -515,7 +515,7 @@ def test_asyncio_run_twice_on_one_store(redis_url: str, redis_client: redis.Redi
         gc.collect()  # an unclosed client would warn here
     assert [w.message for w in caught if issubclass(w.category, ResourceWarning)] == []
     assert connections_named(redis_client, "acs-run-twice") == 0  # both loops' clients closed
-    assert len(chat_store._loop_stores) == 0  # and the finished loops let go
+    assert len(chat_store._stores.by_loop) == 0  # and the finished loops let go
 
     async def last_loop() -> list[ChatMessage]:
         try:

@@ -18,10 +18,12 @@ Needs LlamaIndex: ``pip install 'atomic-chat-store[llama-index]'``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from functools import partial
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import unquote_plus
 
 import redis
 import redis.asyncio
@@ -43,6 +45,11 @@ from .errors import ChatStoreError, CorruptMessageError
 from .messages import ChatMessage, decode_conversation, to_chat_message
 from .store import RedisChatStore as SyncRedisChatStore
 
+if TYPE_CHECKING:
+    from .llama_index_memory import RedisMemoryStore as RedisMemoryStore
+
+# RedisMemoryStore is loaded on first use (see __getattr__): it needs a newer llama-index-core
+# than the drop-in, which keeps working without it.
 __all__ = ["RedisChatStore", "from_llama_message", "to_llama_message"]
 
 R = TypeVar("R")
@@ -53,6 +60,34 @@ _LLAMA_CONVERSATION = TypeAdapter(list[LlamaChatMessage])
 # What LlamaIndex's model raises on data it cannot read: pydantic's ValidationError (a
 # ValueError), or what one of its own validators lets through.
 _REJECTED = (ValueError, TypeError, AttributeError)
+
+
+def _url_without_secrets(url: str) -> str:
+    """``url`` without its secrets: the password of its userinfo (the user name stays) and every
+    query parameter whose name holds "password" (``password``, ``sentinel_password``, ...); the
+    fragment, which redis-py ignores, goes too. Only the text is cut: the hosts are not parsed, so
+    ``redis+sentinel://user:pw@h1:26379,h2:26379/svc`` keeps all of them."""
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        return url
+    rest = rest.partition("#")[0]
+    # The authority ends at the first "/" or "?"; its userinfo at its last "@", as redis-py
+    # (urllib) reads it.
+    end = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
+    authority, path = rest[:end], rest[end:]
+    userinfo, at, hosts = authority.rpartition("@")
+    if at:
+        user = userinfo.partition(":")[0]
+        authority = f"{user}@{hosts}" if user else hosts
+    path, question, query = path.partition("?")
+    if question:
+        kept = [
+            parameter
+            for parameter in query.split("&")
+            if "password" not in unquote_plus(parameter.partition("=")[0]).lower()
+        ]
+        query = "&".join(kept)
+    return f"{scheme}://{authority}{path}" + (f"?{query}" if query else "")
 
 
 def to_llama_message(message: ChatMessage) -> LlamaChatMessage:
@@ -161,6 +196,114 @@ async def _closed_with_its_loop(
         await store.aclose()
 
 
+def _finalise_before_close(
+    loop: asyncio.AbstractEventLoop, closer: AsyncGenerator[None, None]
+) -> None:
+    """Make ``loop.close()`` finalise ``closer`` first, for a loop closed without shutting its
+    async generators down: LlamaIndex's ``asyncio_run``, called inside a running loop, runs
+    each call on a new loop in a worker thread and closes it so; without this, each such call
+    would leave a connection open. A loop whose ``close`` cannot be replaced (uvloop's) is left
+    as it is: ``asyncio.run`` still finalises ``closer`` there."""
+    close = loop.close
+
+    def close_after_closer() -> None:
+        if not loop.is_closed() and not loop.is_running():
+            # Closing must not fail because a client would not close cleanly.
+            with contextlib.suppress(Exception):
+                loop.run_until_complete(closer.aclose())
+        close()
+
+    with contextlib.suppress(AttributeError, TypeError):
+        loop.close = close_after_closer  # type: ignore[method-assign]
+
+
+class _Stores:
+    """What a LlamaIndex store sends through: a sync store, and an async one for the running
+    event loop. Both LlamaIndex classes of this module use it.
+
+    A given ``redis_client`` (sync) or ``aredis_client`` (async) is used as given and left open.
+    Otherwise stores are made from ``redis_url`` and ``client_kwargs``: the sync one at once (it
+    connects on first use), the async ones on first async call in each event loop, since a
+    redis.asyncio client works only in the loop it was made in. Each is closed when its loop
+    shuts its async generators down (``asyncio.run`` ends), or by ``aclose()`` in its loop. Given
+    only ``redis_client`` (and the default URL), async calls run the sync store in a worker
+    thread rather than open a connection to a server nobody named.
+    """
+
+    def __init__(
+        self,
+        redis_url: str,
+        redis_client: redis.Redis | None,
+        aredis_client: redis.asyncio.Redis | None,
+        *,
+        namespace: str = "",
+        client_kwargs: dict[str, Any],
+    ) -> None:
+        self.sync = (
+            SyncRedisChatStore(redis_client, namespace=namespace)
+            if redis_client is not None
+            else SyncRedisChatStore(url=redis_url, namespace=namespace, **client_kwargs)
+        )
+        self._given_async: AsyncRedisChatStore | None = None
+        # Makes each loop's async store from the URL; None when ``_given_async`` serves every
+        # loop, or, both None, when async calls run ``sync`` in a worker thread.
+        self._new_async: Callable[[], AsyncRedisChatStore] | None = None
+        if aredis_client is not None:
+            self._given_async = AsyncRedisChatStore(aredis_client, namespace=namespace)
+        elif redis_client is None or redis_url != DEFAULT_REDIS_URL:
+            self._new_async = partial(
+                AsyncRedisChatStore, url=redis_url, namespace=namespace, **client_kwargs
+            )
+        # Each running loop's store, with the generator that closes it and removes it from here.
+        self.by_loop: _LoopStores = {}
+
+    async def current(self) -> AsyncRedisChatStore | None:
+        """The async store for the running loop; None when async calls go through a thread."""
+        if self._new_async is None:
+            return self._given_async
+        loop = asyncio.get_running_loop()
+        entry = self.by_loop.get(loop)
+        if entry is None:
+            closer = _closed_with_its_loop(self.by_loop, loop)
+            entry = self.by_loop[loop] = (self._new_async(), closer)
+            await anext(closer)  # started in the loop: the loop finalises it when it shuts down
+            _finalise_before_close(loop, closer)
+        return entry[0]
+
+    async def run(
+        self,
+        in_thread: Callable[[SyncRedisChatStore], R],
+        native: Callable[[AsyncRedisChatStore], Awaitable[R]],
+    ) -> R:
+        store = await self.current()
+        if store is None:
+            return await asyncio.to_thread(in_thread, self.sync)
+        return await native(store)
+
+    def execute(self, operation: ops.Operation[R]) -> R:
+        return self.sync.execute(operation)
+
+    async def aexecute(self, operation: ops.Operation[R]) -> R:
+        return await self.run(
+            lambda store: store.execute(operation), lambda store: store.execute(operation)
+        )
+
+    def close(self) -> None:
+        """Close the sync client, and the async clients of loops that are not running (a
+        loop that is never closed, such as the one LlamaIndex's ``asyncio_run`` keeps in the
+        main thread, would otherwise keep its client open until the process ends)."""
+        self.sync.close()
+        for loop, (_, closer) in list(self.by_loop.items()):
+            if not loop.is_running() and not loop.is_closed():
+                with contextlib.suppress(Exception):
+                    loop.run_until_complete(closer.aclose())
+
+    async def aclose(self) -> None:
+        entry = self.by_loop.get(asyncio.get_running_loop())
+        if entry is not None:
+            await entry[1].aclose()  # runs its ``finally``: removes the store, closes its client
+
+
 class RedisChatStore(BaseChatStore):
     """LlamaIndex chat store on Redis: every edit one atomic Lua script, one round trip.
 
@@ -181,13 +324,7 @@ class RedisChatStore(BaseChatStore):
     ttl: int | None = Field(default=None, description="Time to live in seconds.")
 
     _config: ops.StoreConfig = PrivateAttr()
-    _store: SyncRedisChatStore = PrivateAttr()
-    _given_async: AsyncRedisChatStore | None = PrivateAttr(default=None)
-    # Makes each loop's async store from the URL; None when ``_given_async`` serves every loop,
-    # or, both None, when the async methods run ``_store`` in a worker thread.
-    _new_async: Callable[[], AsyncRedisChatStore] | None = PrivateAttr(default=None)
-    # Each running loop's store, with the generator that closes it and removes it from here.
-    _loop_stores: _LoopStores = PrivateAttr(default_factory=dict)
+    _stores: _Stores = PrivateAttr()
 
     def __init__(
         self,
@@ -204,15 +341,7 @@ class RedisChatStore(BaseChatStore):
         # LlamaIndex's store reads ``self.ttl`` on every call, 0 meaning "no expiry": both kept
         # (see _current_config). A bad ttl or limit is refused here, not on first use.
         self._config = ops.StoreConfig.build(ttl=ttl or None, max_message_bytes=max_message_bytes)
-        self._store = (
-            SyncRedisChatStore(redis_client)
-            if redis_client is not None
-            else SyncRedisChatStore(url=redis_url, **kwargs)
-        )
-        if aredis_client is not None:
-            self._given_async = AsyncRedisChatStore(aredis_client)
-        elif redis_client is None or redis_url != DEFAULT_REDIS_URL:
-            self._new_async = partial(AsyncRedisChatStore, url=redis_url, **kwargs)
+        self._stores = _Stores(redis_url, redis_client, aredis_client, client_kwargs=kwargs)
 
     @classmethod
     def class_name(cls) -> str:
@@ -227,35 +356,11 @@ class RedisChatStore(BaseChatStore):
             self._config = dataclasses.replace(self._config, ttl_ms=ttl_ms)
         return self._config
 
-    async def _async_store(self) -> AsyncRedisChatStore | None:
-        """The async store for the running loop; None when async calls go through a thread."""
-        if self._new_async is None:
-            return self._given_async
-        loop = asyncio.get_running_loop()
-        entry = self._loop_stores.get(loop)
-        if entry is None:
-            closer = _closed_with_its_loop(self._loop_stores, loop)
-            entry = self._loop_stores[loop] = (self._new_async(), closer)
-            await anext(closer)  # started in the loop: the loop finalises it when it shuts down
-        return entry[0]
-
-    async def _arun(
-        self,
-        in_thread: Callable[[SyncRedisChatStore], R],
-        native: Callable[[AsyncRedisChatStore], Awaitable[R]],
-    ) -> R:
-        store = await self._async_store()
-        if store is None:
-            return await asyncio.to_thread(in_thread, self._store)
-        return await native(store)
-
     def _execute(self, operation: ops.Operation[R]) -> R:
-        return self._store.execute(operation)
+        return self._stores.execute(operation)
 
     async def _aexecute(self, operation: ops.Operation[R]) -> R:
-        return await self._arun(
-            lambda store: store.execute(operation), lambda store: store.execute(operation)
-        )
+        return await self._stores.aexecute(operation)
 
     # -- sync -------------------------------------------------------------------------------------
 
@@ -286,7 +391,7 @@ class RedisChatStore(BaseChatStore):
 
     def get_keys(self) -> list[str]:
         """Every key holding a list, sorted: an incremental SCAN, never KEYS."""
-        return self._store.get_keys()
+        return self._stores.sync.get_keys()
 
     # -- async ------------------------------------------------------------------------------------
 
@@ -311,19 +416,28 @@ class RedisChatStore(BaseChatStore):
         return await self._aexecute(_delete_one(self._current_config(), key, None))
 
     async def aget_keys(self) -> list[str]:
-        return await self._arun(SyncRedisChatStore.get_keys, AsyncRedisChatStore.get_keys)
+        return await self._stores.run(SyncRedisChatStore.get_keys, AsyncRedisChatStore.get_keys)
 
     # -- closing ----------------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close the sync client if this store made it (a given client is left open)."""
-        self._store.close()
+        """Close the sync client if this store made it, and the async ones it made for event
+        loops that are not running (given clients are left open)."""
+        self._stores.close()
 
     async def aclose(self) -> None:
         """Close the async client this store made for the running loop, if any (a given one is
         left open); a later async call in this loop makes a new one. Each is also closed when its
         loop shuts its async generators down, as ``asyncio.run`` does: a loop closed without that
         (``loop.close()`` by hand) needs ``aclose()`` first."""
-        entry = self._loop_stores.get(asyncio.get_running_loop())
-        if entry is not None:
-            await entry[1].aclose()  # runs its ``finally``: removes the store, closes its client
+        await self._stores.aclose()
+
+
+def __getattr__(name: str) -> Any:
+    """``RedisMemoryStore``, LlamaIndex's ``AsyncDBChatStore`` for its ``Memory``, imported on
+    first use from ``atomic_chat_store.llama_index_memory``."""
+    if name == "RedisMemoryStore":
+        from .llama_index_memory import RedisMemoryStore as RedisMemoryStore
+
+        return RedisMemoryStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
