@@ -126,6 +126,48 @@ def test_the_lazy_import_is_the_same_class() -> None:
         llama_index.NoSuchStore  # noqa: B018
 
 
+def test_operations_are_values_sent_with_the_shared_argv_prefix() -> None:
+    config = StoreConfig.build(namespace=NAMESPACE, ttl=60)
+    keys = conversation_keys("chat")
+    message = m("a")
+    add = mem.add_messages(config, "chat", [message], ARCHIVED, op_id="op-1")
+    assert (add.script, add.keys, add.op_id) == ("memory_add", keys, "op-1")
+    encoded = message.model_dump_json().encode()
+    assert add.args == (*config.argv("op-1"), "archived", encoded)
+    assert mem.set_messages(config, "chat", []).args[6:] == ("active",)
+    read = mem.get_messages(config, "chat", None, limit=5, offset=2)
+    assert (read.script, read.op_id, read.args) == (
+        "memory_read",
+        None,
+        (*config.argv(""), "", 2, 5),
+    )
+    assert mem.get_messages(config, "chat").args[6:] == ("active", 0, "")
+    assert mem.get_messages(config, "chat", limit=2**60).args[-1] == 2**48  # nothing changes
+    counts = [mem.count_messages(config, "chat", status) for status in STATUSES]
+    assert [(c.command, c.keys) for c in counts] == [
+        ("ZCARD", (keys[2],)), ("ZCARD", (keys[3],)), ("HLEN", (keys[0],)),
+    ]  # fmt: skip
+    writes = [
+        mem.delete_messages(config, "chat"),
+        mem.delete_message(config, "chat", 3),
+        mem.delete_oldest_messages(config, "chat", 2),
+        mem.archive_oldest_messages(config, "chat", 2),
+    ]
+    assert [(w.script, w.args[6:]) for w in writes] == [
+        ("memory_delete", ("",)),
+        ("memory_delete_at", (3,)),
+        ("memory_delete_oldest", (2,)),
+        ("memory_archive_oldest", (2,)),
+    ]
+    assert all(w.op_id and w.args[0] == w.op_id for w in writes)
+
+
+def test_a_bounded_configuration_is_refused() -> None:
+    # The Memory store keeps no bound: its scripts would refuse ARGV[4] > 0 too.
+    with pytest.raises(InvalidArgumentError):
+        mem.add_messages(StoreConfig.build(max_messages=5), "chat", [m("a")])
+
+
 # -- what each method does ------------------------------------------------------------------------
 
 

@@ -230,10 +230,11 @@ class AsyncRedisChatStore(StoreBase[redis.asyncio.Redis]):
             for node in self._scan_nodes():
                 cursor = 0
                 while True:
-                    cursor, names = await self.client.execute_command(  # type: ignore[no-untyped-call]
+                    reply = await self.client.execute_command(  # type: ignore[no-untyped-call]
                         *ops.scan_command(self.config, cursor, redis_type),
                         **self._scan_options(node),
                     )
+                    cursor, names = ops.scan_reply(reply)
                     found.extend(names)
                     if not cursor:
                         break

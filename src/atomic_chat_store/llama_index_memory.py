@@ -188,9 +188,7 @@ class RedisMemoryStore(AsyncDBChatStore):
         op_id: str | None = None,
     ) -> None:
         """Add ``message`` of ``status`` after every message of the conversation."""
-        operation = memory.add_messages(
-            self._current_config(), key, [message], status, op_id=op_id
-        )
+        operation = memory.add_messages(self._current_config(), key, [message], status, op_id=op_id)
         await self._stores.aexecute(operation.with_decoder(_nothing))
 
     async def add_messages(

@@ -88,7 +88,6 @@ def check_count(name: str, value: object) -> int:
     return min(value, _COUNT_LIMIT)
 
 
-
 @functools.cache
 def _list_adapter(model: type[Any]) -> TypeAdapter[list[Any]]:
     return TypeAdapter(list[model])  # type: ignore[valid-type]

@@ -284,10 +284,11 @@ class RedisChatStore(StoreBase[redis.Redis]):
             for node in self._scan_nodes():
                 cursor = 0
                 while True:
-                    cursor, names = self.client.execute_command(  # type: ignore[no-untyped-call]
+                    reply = self.client.execute_command(  # type: ignore[no-untyped-call]
                         *ops.scan_command(self.config, cursor, redis_type),
                         **self._scan_options(node),
                     )
+                    cursor, names = ops.scan_reply(reply)
                     found.extend(names)
                     if not cursor:
                         break
