@@ -10,7 +10,7 @@
              is no active message (nothing changes then)
   Errors     those of the prelude; nothing changes
   Flags      allow-oom: a delete frees memory, so it runs when the server is out of it
-  Cost       O(log N + n): ZRANGE by rank, then HMGET, ZREM and HDEL of the n
+  Cost       O((n + 1) log N): ZRANGE by rank, then HMGET, ZREM and HDEL of the n
 ]]
 -- @include prelude
 -- @include memory

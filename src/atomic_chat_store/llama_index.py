@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import weakref
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -196,27 +197,6 @@ async def _closed_with_its_loop(
         await store.aclose()
 
 
-def _finalise_before_close(
-    loop: asyncio.AbstractEventLoop, closer: AsyncGenerator[None, None]
-) -> None:
-    """Make ``loop.close()`` finalise ``closer`` first, for a loop closed without shutting its
-    async generators down: LlamaIndex's ``asyncio_run``, called inside a running loop, runs
-    each call on a new loop in a worker thread and closes it so; without this, each such call
-    would leave a connection open. A loop whose ``close`` cannot be replaced (uvloop's) is left
-    as it is: ``asyncio.run`` still finalises ``closer`` there."""
-    close = loop.close
-
-    def close_after_closer() -> None:
-        if not loop.is_closed() and not loop.is_running():
-            # Closing must not fail because a client would not close cleanly.
-            with contextlib.suppress(Exception):
-                loop.run_until_complete(closer.aclose())
-        close()
-
-    with contextlib.suppress(AttributeError, TypeError):
-        loop.close = close_after_closer  # type: ignore[method-assign]
-
-
 class _Stores:
     """What a LlamaIndex store sends through: a sync store, and an async one for the running
     event loop. Both LlamaIndex classes of this module use it.
@@ -256,6 +236,8 @@ class _Stores:
             )
         # Each running loop's store, with the generator that closes it and removes it from here.
         self.by_loop: _LoopStores = {}
+        # The loops whose close() closes their client first (see _close_before).
+        self._closing_with: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
 
     async def current(self) -> AsyncRedisChatStore | None:
         """The async store for the running loop; None when async calls go through a thread."""
@@ -267,8 +249,34 @@ class _Stores:
             closer = _closed_with_its_loop(self.by_loop, loop)
             entry = self.by_loop[loop] = (self._new_async(), closer)
             await anext(closer)  # started in the loop: the loop finalises it when it shuts down
-            _finalise_before_close(loop, closer)
+            if loop not in self._closing_with:
+                self._close_before(loop)
         return entry[0]
+
+    def _close_before(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Make ``loop.close()`` close this loop's client first, for a loop closed without
+        shutting its async generators down: LlamaIndex's ``asyncio_run``, called inside a
+        running loop, runs each call on a new loop in a worker thread and closes it so; each
+        such call would otherwise leave a connection open. A loop whose ``close`` cannot be
+        replaced (uvloop's) is left as it is: ``asyncio.run`` still closes the client there."""
+        close = loop.close
+
+        def close_our_client_first() -> None:
+            self._close_idle(loop)
+            close()
+
+        with contextlib.suppress(AttributeError, TypeError):
+            loop.close = close_our_client_first  # type: ignore[method-assign]
+            self._closing_with.add(loop)
+
+    def _close_idle(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Close the client of ``loop``, unless the loop is running (then only ``aclose()`` in
+        it can) or closed (then its shutdown did)."""
+        entry = self.by_loop.get(loop)
+        if entry is not None and not loop.is_running() and not loop.is_closed():
+            # Closing must not fail because a client would not close cleanly.
+            with contextlib.suppress(Exception):
+                loop.run_until_complete(entry[1].aclose())
 
     async def run(
         self,
@@ -293,10 +301,8 @@ class _Stores:
         loop that is never closed, such as the one LlamaIndex's ``asyncio_run`` keeps in the
         main thread, would otherwise keep its client open until the process ends)."""
         self.sync.close()
-        for loop, (_, closer) in list(self.by_loop.items()):
-            if not loop.is_running() and not loop.is_closed():
-                with contextlib.suppress(Exception):
-                    loop.run_until_complete(closer.aclose())
+        for loop in list(self.by_loop):
+            self._close_idle(loop)
 
     async def aclose(self) -> None:
         entry = self.by_loop.get(asyncio.get_running_loop())
@@ -428,8 +434,9 @@ class RedisChatStore(BaseChatStore):
     async def aclose(self) -> None:
         """Close the async client this store made for the running loop, if any (a given one is
         left open); a later async call in this loop makes a new one. Each is also closed when its
-        loop shuts its async generators down, as ``asyncio.run`` does: a loop closed without that
-        (``loop.close()`` by hand) needs ``aclose()`` first."""
+        loop shuts its async generators down, as ``asyncio.run`` does, or is closed
+        (``loop.close()``; for loops whose ``close`` cannot be wrapped, uvloop's, call
+        ``aclose()`` first)."""
         await self._stores.aclose()
 
 
