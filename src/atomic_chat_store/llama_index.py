@@ -205,7 +205,8 @@ class _Stores:
     Otherwise stores are made from ``redis_url`` and ``client_kwargs``: the sync one at once (it
     connects on first use), the async ones on first async call in each event loop, since a
     redis.asyncio client works only in the loop it was made in. Each is closed when its loop
-    shuts its async generators down (``asyncio.run`` ends), or by ``aclose()`` in its loop. Given
+    shuts its async generators down (``asyncio.run`` ends) or is closed, by ``aclose()`` in its
+    loop, or by ``close()`` while its loop is not running. Given
     only ``redis_client`` (and the default URL), async calls run the sync store in a worker
     thread rather than open a connection to a server nobody named.
     """
