@@ -95,14 +95,6 @@ def test_scanned_names_lose_the_namespace_and_the_records():
 # -- operations as values -------------------------------------------------------------------------
 
 
-def test_a_scan_steps_reply_from_one_server_or_one_cluster_node():
-    assert ops.scan_reply([0, [b"a", b"b"]]) == (0, [b"a", b"b"])
-    assert ops.scan_reply((17, ["a"])) == (17, [b"a"])
-    # redis-py's Cluster clients answer a SCAN sent to one node with {node: cursor}.
-    assert ops.scan_reply(({"127.0.0.1:7000": 42}, [b"a"])) == (42, [b"a"])
-    assert ops.scan_command(ops.StoreConfig(namespace="m:"), 5, "hash")[-2:] == ("TYPE", "hash")
-
-
 def test_every_write_carries_the_argv_prefix_and_an_op_id():
     config = ops.StoreConfig.build(ttl=60, max_messages=5, op_window=30, op_window_size=7)
     writes = [

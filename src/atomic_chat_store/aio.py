@@ -234,7 +234,7 @@ class AsyncRedisChatStore(StoreBase[redis.asyncio.Redis]):
                         *ops.scan_command(self.config, cursor, redis_type),
                         **self._scan_options(node),
                     )
-                    cursor, names = ops.scan_reply(reply)
+                    cursor, names = self._scan_step(reply)
                     found.extend(names)
                     if not cursor:
                         break

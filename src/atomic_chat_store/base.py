@@ -109,6 +109,14 @@ class StoreBase(Generic[ClientT]):
         return [None]
 
     @staticmethod
+    def _scan_step(reply: Any) -> tuple[int, list[bytes]]:
+        """SCAN's cursor and names; a Cluster client answers the cursor as {node: cursor}."""
+        cursor, names = reply
+        if isinstance(cursor, dict):
+            (cursor,) = cursor.values()
+        return int(cursor), list(names)
+
+    @staticmethod
     def _scan_options(node: Any) -> dict[str, Any]:
         return NO_DECODING if node is None else {**NO_DECODING, "target_nodes": node}
 

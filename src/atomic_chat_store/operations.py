@@ -524,15 +524,6 @@ def scan_command(config: StoreConfig, cursor: int, redis_type: str = "list") -> 
     )  # fmt: skip
 
 
-def scan_reply(reply: Any) -> tuple[int, list[bytes]]:
-    """One SCAN step's reply as (next cursor, names). A Cluster client, asked for one node,
-    answers ``({node: cursor}, names)``."""
-    cursor, names = reply
-    if isinstance(cursor, dict):
-        (cursor,) = cursor.values()
-    return int(cursor), [as_bytes(name) for name in names]
-
-
 def chat_keys(config: StoreConfig, raws: Iterable[bytes | str]) -> list[str]:
     """SCAN's answer as chat keys: namespace stripped, sorted, without the repeats SCAN may give
     and without the store's own companion keys."""

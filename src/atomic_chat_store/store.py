@@ -288,7 +288,7 @@ class RedisChatStore(StoreBase[redis.Redis]):
                         *ops.scan_command(self.config, cursor, redis_type),
                         **self._scan_options(node),
                     )
-                    cursor, names = ops.scan_reply(reply)
+                    cursor, names = self._scan_step(reply)
                     found.extend(names)
                     if not cursor:
                         break
