@@ -665,7 +665,7 @@ def test_asyncio_run_twice_on_one_store(redis_url: str, redis_client: redis.Redi
         gc.collect()  # an unclosed client would warn here
     assert [w.message for w in caught if issubclass(w.category, ResourceWarning)] == []
     assert connections_named(redis_client, "acs-run-twice") == 0  # both loops' clients closed
-    assert len(chat_store._loop_stores) == 0  # and the finished loops let go
+    assert len(chat_store._stores.by_loop) == 0  # and the finished loops let go
 
     async def last_loop() -> list[ChatMessage]:
         try:
@@ -675,6 +675,31 @@ def test_asyncio_run_twice_on_one_store(redis_url: str, redis_client: redis.Redi
 
     assert texts(asyncio.run(last_loop())) == ["first loop"]
     assert connections_named(redis_client, "acs-run-twice") == 0
+    chat_store.close()
+
+
+def test_a_loop_closed_by_hand_closes_its_client(redis_url: str, redis_client: redis.Redis) -> None:
+    # A loop closed without shutting its async generators down (LlamaIndex's asyncio_run does
+    # so inside a running loop) closes the client the store made for it all the same.
+    chat_store = RedisChatStore(redis_url=redis_url, client_name="acs-closed-by-hand")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(3):
+            loop = asyncio.new_event_loop()
+            loop.run_until_complete(chat_store.async_add_message("chat", m("x")))
+            loop.close()
+        gc.collect()
+    assert [w.message for w in caught if issubclass(w.category, ResourceWarning)] == []
+    assert connections_named(redis_client, "acs-closed-by-hand") == 0
+    assert len(chat_store._stores.by_loop) == 0
+    # A loop never closed: close() closes its client.
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(chat_store.aget_messages("chat"))
+    assert connections_named(redis_client, "acs-closed-by-hand") == 1
+    chat_store.close()
+    assert connections_named(redis_client, "acs-closed-by-hand") == 0
+    loop.close()
+    assert texts(chat_store.get_messages("chat")) == ["x", "x", "x"]
     chat_store.close()
 
 

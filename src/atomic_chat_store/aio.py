@@ -259,13 +259,17 @@ class AsyncRedisChatStore(StoreBase[redis.asyncio.Redis]):
         return await self.execute(ops.refresh_ttl(self.config, key))
 
     async def get_keys(self) -> list[str]:
+        return await self._scan_keys("list")
+
+    async def _scan_keys(self, redis_type: str) -> list[str]:
         async def scan() -> list[bytes]:
             found: list[bytes] = []
             for node in self._scan_nodes():
                 cursor = 0
                 while True:
                     reply = await self.client.execute_command(  # type: ignore[no-untyped-call]
-                        *ops.scan_command(self.config, cursor), **self._scan_options(node)
+                        *ops.scan_command(self.config, cursor, redis_type),
+                        **self._scan_options(node),
                     )
                     cursor, names = self._scan_step(reply)
                     found.extend(names)

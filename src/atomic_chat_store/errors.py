@@ -67,11 +67,14 @@ class InvalidUrlError(ChatStoreError, ValueError):
 
 
 class WrongTypeError(ChatStoreError):
-    """The chat key holds a Redis value that is not a list; it was left untouched."""
+    """The chat key holds a Redis value of another type than the store keeps messages in (a
+    list; a hash for the Memory store); it was left untouched."""
 
     def __init__(self, key: str, redis_type: str | None = None) -> None:
         held = f"a {redis_type}" if redis_type else "a value of another type"
-        super().__init__(f"key {key!r} holds {held}, not a list of messages; it was left as it is")
+        super().__init__(
+            f"key {key!r} holds {held}, not the store's messages; it was left as it is"
+        )
         self.key = key
         self.redis_type = redis_type
 

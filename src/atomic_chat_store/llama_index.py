@@ -18,10 +18,12 @@ Needs LlamaIndex: ``pip install 'atomic-chat-store[llama-index]'``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import weakref
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from functools import partial
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote_plus
 
 import redis
@@ -44,6 +46,11 @@ from .errors import ChatStoreError, CorruptMessageError
 from .messages import ChatMessage, decode_conversation, to_chat_message
 from .store import RedisChatStore as SyncRedisChatStore
 
+if TYPE_CHECKING:
+    from .llama_index_memory import RedisMemoryStore as RedisMemoryStore
+
+# RedisMemoryStore is loaded on first use (see __getattr__): it needs a newer llama-index-core
+# than the drop-in, which keeps working without it.
 __all__ = ["RedisChatStore", "from_llama_message", "to_llama_message"]
 
 R = TypeVar("R")
@@ -190,6 +197,120 @@ async def _closed_with_its_loop(
         await store.aclose()
 
 
+class _Stores:
+    """What a LlamaIndex store sends through: a sync store, and an async one for the running
+    event loop. Both LlamaIndex classes of this module use it.
+
+    A given ``redis_client`` (sync) or ``aredis_client`` (async) is used as given and left open.
+    Otherwise stores are made from ``redis_url`` and ``client_kwargs``: the sync one at once (it
+    connects on first use), the async ones on first async call in each event loop, since a
+    redis.asyncio client works only in the loop it was made in. Each is closed when its loop
+    shuts its async generators down (``asyncio.run`` ends) or is closed, by ``aclose()`` in its
+    loop, or by ``close()`` while its loop is not running. Given
+    only ``redis_client`` (and the default URL), async calls run the sync store in a worker
+    thread rather than open a connection to a server nobody named.
+    """
+
+    def __init__(
+        self,
+        redis_url: str,
+        redis_client: redis.Redis | None,
+        aredis_client: redis.asyncio.Redis | None,
+        *,
+        namespace: str = "",
+        client_kwargs: dict[str, Any],
+    ) -> None:
+        self.sync = (
+            SyncRedisChatStore(redis_client, namespace=namespace)
+            if redis_client is not None
+            else SyncRedisChatStore(url=redis_url, namespace=namespace, **client_kwargs)
+        )
+        self._given_async: AsyncRedisChatStore | None = None
+        # Makes each loop's async store from the URL; None when ``_given_async`` serves every
+        # loop, or, both None, when async calls run ``sync`` in a worker thread.
+        self._new_async: Callable[[], AsyncRedisChatStore] | None = None
+        if aredis_client is not None:
+            self._given_async = AsyncRedisChatStore(aredis_client, namespace=namespace)
+        elif redis_client is None or redis_url != DEFAULT_REDIS_URL:
+            self._new_async = partial(
+                AsyncRedisChatStore, url=redis_url, namespace=namespace, **client_kwargs
+            )
+        # Each running loop's store, with the generator that closes it and removes it from here.
+        self.by_loop: _LoopStores = {}
+        # The loops whose close() closes their client first (see _close_before).
+        self._closing_with: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+
+    async def current(self) -> AsyncRedisChatStore | None:
+        """The async store for the running loop; None when async calls go through a thread."""
+        if self._new_async is None:
+            return self._given_async
+        loop = asyncio.get_running_loop()
+        entry = self.by_loop.get(loop)
+        if entry is None:
+            closer = _closed_with_its_loop(self.by_loop, loop)
+            entry = self.by_loop[loop] = (self._new_async(), closer)
+            await anext(closer)  # started in the loop: the loop finalises it when it shuts down
+            if loop not in self._closing_with:
+                self._close_before(loop)
+        return entry[0]
+
+    def _close_before(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Make ``loop.close()`` close this loop's client first, for a loop closed without
+        shutting its async generators down: LlamaIndex's ``asyncio_run``, called inside a
+        running loop, runs each call on a new loop in a worker thread and closes it so; each
+        such call would otherwise leave a connection open. A loop whose ``close`` cannot be
+        replaced (uvloop's) is left as it is: ``asyncio.run`` still closes the client there."""
+        close = loop.close
+
+        def close_our_client_first() -> None:
+            self._close_idle(loop)
+            close()
+
+        with contextlib.suppress(AttributeError, TypeError):
+            loop.close = close_our_client_first  # type: ignore[method-assign]
+            self._closing_with.add(loop)
+
+    def _close_idle(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Close the client of ``loop``, unless the loop is running (then only ``aclose()`` in
+        it can) or closed (then its shutdown did)."""
+        entry = self.by_loop.get(loop)
+        if entry is not None and not loop.is_running() and not loop.is_closed():
+            # Closing must not fail because a client would not close cleanly.
+            with contextlib.suppress(Exception):
+                loop.run_until_complete(entry[1].aclose())
+
+    async def run(
+        self,
+        in_thread: Callable[[SyncRedisChatStore], R],
+        native: Callable[[AsyncRedisChatStore], Awaitable[R]],
+    ) -> R:
+        store = await self.current()
+        if store is None:
+            return await asyncio.to_thread(in_thread, self.sync)
+        return await native(store)
+
+    def execute(self, operation: ops.Operation[R]) -> R:
+        return self.sync.execute(operation)
+
+    async def aexecute(self, operation: ops.Operation[R]) -> R:
+        return await self.run(
+            lambda store: store.execute(operation), lambda store: store.execute(operation)
+        )
+
+    def close(self) -> None:
+        """Close the sync client, and the async clients of loops that are not running (a
+        loop that is never closed, such as the one LlamaIndex's ``asyncio_run`` keeps in the
+        main thread, would otherwise keep its client open until the process ends)."""
+        self.sync.close()
+        for loop in list(self.by_loop):
+            self._close_idle(loop)
+
+    async def aclose(self) -> None:
+        entry = self.by_loop.get(asyncio.get_running_loop())
+        if entry is not None:
+            await entry[1].aclose()  # runs its ``finally``: removes the store, closes its client
+
+
 class RedisChatStore(BaseChatStore):
     """LlamaIndex chat store on Redis: every edit one atomic Lua script, one round trip.
 
@@ -226,13 +347,7 @@ class RedisChatStore(BaseChatStore):
 
     _redis_url: str = PrivateAttr(default=DEFAULT_REDIS_URL)  # as given, secrets included
     _config: ops.StoreConfig = PrivateAttr()
-    _store: SyncRedisChatStore = PrivateAttr()
-    _given_async: AsyncRedisChatStore | None = PrivateAttr(default=None)
-    # Makes each loop's async store from the URL; None when ``_given_async`` serves every loop,
-    # or, both None, when the async methods run ``_store`` in a worker thread.
-    _new_async: Callable[[], AsyncRedisChatStore] | None = PrivateAttr(default=None)
-    # Each running loop's store, with the generator that closes it and removes it from here.
-    _loop_stores: _LoopStores = PrivateAttr(default_factory=dict)
+    _stores: _Stores = PrivateAttr()
 
     def __init__(
         self,
@@ -251,15 +366,7 @@ class RedisChatStore(BaseChatStore):
         # LlamaIndex's store reads ``self.ttl`` on every call, 0 meaning "no expiry": both kept
         # (see _current_config). A bad ttl or limit is refused here, not on first use.
         self._config = ops.StoreConfig.build(ttl=ttl or None, max_message_bytes=max_message_bytes)
-        self._store = (
-            SyncRedisChatStore(redis_client)
-            if redis_client is not None
-            else SyncRedisChatStore(url=redis_url, **kwargs)
-        )
-        if aredis_client is not None:
-            self._given_async = AsyncRedisChatStore(aredis_client)
-        elif redis_client is None or redis_url != DEFAULT_REDIS_URL:
-            self._new_async = partial(AsyncRedisChatStore, url=redis_url, **kwargs)
+        self._stores = _Stores(redis_url, redis_client, aredis_client, client_kwargs=kwargs)
 
     @classmethod
     def class_name(cls) -> str:
@@ -282,35 +389,11 @@ class RedisChatStore(BaseChatStore):
             self._config = dataclasses.replace(self._config, ttl_ms=ttl_ms)
         return self._config
 
-    async def _async_store(self) -> AsyncRedisChatStore | None:
-        """The async store for the running loop; None when async calls go through a thread."""
-        if self._new_async is None:
-            return self._given_async
-        loop = asyncio.get_running_loop()
-        entry = self._loop_stores.get(loop)
-        if entry is None:
-            closer = _closed_with_its_loop(self._loop_stores, loop)
-            entry = self._loop_stores[loop] = (self._new_async(), closer)
-            await anext(closer)  # started in the loop: the loop finalises it when it shuts down
-        return entry[0]
-
-    async def _arun(
-        self,
-        in_thread: Callable[[SyncRedisChatStore], R],
-        native: Callable[[AsyncRedisChatStore], Awaitable[R]],
-    ) -> R:
-        store = await self._async_store()
-        if store is None:
-            return await asyncio.to_thread(in_thread, self._store)
-        return await native(store)
-
     def _execute(self, operation: ops.Operation[R]) -> R:
-        return self._store.execute(operation)
+        return self._stores.execute(operation)
 
     async def _aexecute(self, operation: ops.Operation[R]) -> R:
-        return await self._arun(
-            lambda store: store.execute(operation), lambda store: store.execute(operation)
-        )
+        return await self._stores.aexecute(operation)
 
     # -- sync -------------------------------------------------------------------------------------
 
@@ -341,7 +424,7 @@ class RedisChatStore(BaseChatStore):
 
     def get_keys(self) -> list[str]:
         """Every key holding a list, sorted: an incremental SCAN, never KEYS."""
-        return self._store.get_keys()
+        return self._stores.sync.get_keys()
 
     # -- async ------------------------------------------------------------------------------------
 
@@ -366,19 +449,29 @@ class RedisChatStore(BaseChatStore):
         return await self._aexecute(_delete_one(self._current_config(), key, None))
 
     async def aget_keys(self) -> list[str]:
-        return await self._arun(SyncRedisChatStore.get_keys, AsyncRedisChatStore.get_keys)
+        return await self._stores.run(SyncRedisChatStore.get_keys, AsyncRedisChatStore.get_keys)
 
     # -- closing ----------------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close the sync client if this store made it (a given client is left open)."""
-        self._store.close()
+        """Close the sync client if this store made it, and the async ones it made for event
+        loops that are not running (given clients are left open)."""
+        self._stores.close()
 
     async def aclose(self) -> None:
         """Close the async client this store made for the running loop, if any (a given one is
         left open); a later async call in this loop makes a new one. Each is also closed when its
-        loop shuts its async generators down, as ``asyncio.run`` does: a loop closed without that
-        (``loop.close()`` by hand) needs ``aclose()`` first."""
-        entry = self._loop_stores.get(asyncio.get_running_loop())
-        if entry is not None:
-            await entry[1].aclose()  # runs its ``finally``: removes the store, closes its client
+        loop shuts its async generators down, as ``asyncio.run`` does, or is closed
+        (``loop.close()``; for loops whose ``close`` cannot be wrapped, uvloop's, call
+        ``aclose()`` first)."""
+        await self._stores.aclose()
+
+
+def __getattr__(name: str) -> Any:
+    """``RedisMemoryStore``, LlamaIndex's ``AsyncDBChatStore`` for its ``Memory``, imported on
+    first use from ``atomic_chat_store.llama_index_memory``."""
+    if name == "RedisMemoryStore":
+        from .llama_index_memory import RedisMemoryStore as RedisMemoryStore
+
+        return RedisMemoryStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

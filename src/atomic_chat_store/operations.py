@@ -524,9 +524,12 @@ def keys_pattern(config: StoreConfig) -> bytes:
     return re.sub(rb"([*?\[\]\\])", rb"\\\1", encode_name(config.namespace, "namespace")) + b"*"
 
 
-def scan_command(config: StoreConfig, cursor: int) -> tuple[Arg, ...]:
-    """One step of get_keys: the lists of the namespace, from ``cursor`` on."""
-    return ("SCAN", cursor, "MATCH", keys_pattern(config), "COUNT", SCAN_COUNT, "TYPE", "list")
+def scan_command(config: StoreConfig, cursor: int, redis_type: str = "list") -> tuple[Arg, ...]:
+    """One step of get_keys: the keys of the namespace holding ``redis_type`` (lists: the chat
+    stores' conversations; hashes: the Memory store's), from ``cursor`` on."""
+    return (
+        "SCAN", cursor, "MATCH", keys_pattern(config), "COUNT", SCAN_COUNT, "TYPE", redis_type
+    )  # fmt: skip
 
 
 def chat_keys(config: StoreConfig, raws: Iterable[bytes | str]) -> list[str]:

@@ -309,6 +309,11 @@ class RedisChatStore(StoreBase[redis.Redis]):
     def get_keys(self) -> list[str]:
         """Every conversation of the namespace, namespace stripped, sorted: an incremental SCAN
         of every primary (several round trips on a large keyspace, never the blocking KEYS)."""
+        return self._scan_keys("list")
+
+    def _scan_keys(self, redis_type: str) -> list[str]:
+        """The chat keys of the namespace whose keys hold ``redis_type`` (the Memory store's
+        conversations are hashes)."""
 
         def scan() -> list[bytes]:
             found: list[bytes] = []
@@ -316,7 +321,8 @@ class RedisChatStore(StoreBase[redis.Redis]):
                 cursor = 0
                 while True:
                     reply = self.client.execute_command(  # type: ignore[no-untyped-call]
-                        *ops.scan_command(self.config, cursor), **self._scan_options(node)
+                        *ops.scan_command(self.config, cursor, redis_type),
+                        **self._scan_options(node),
                     )
                     cursor, names = self._scan_step(reply)
                     found.extend(names)
