@@ -2,9 +2,9 @@
 --[[
   append: add messages at the end of the conversation.
 
-  KEYS[1], KEYS[2], ARGV[1..6]  as every script (includes/prelude.lua): the conversation, its
+  KEYS[1], KEYS[2], ARGV[1..7]  as every script (includes/prelude.lua): the conversation, its
                                 record, op id, TTL, expected version, max messages, op id window
-  ARGV[7..]  the messages, in order, each one JSON text
+  ARGV[8..]  the messages, in order, each one JSON text
 
   Returns    the length afterwards. No message changes nothing and returns the length.
   Errors     those of the prelude; nothing changes

@@ -2,7 +2,7 @@
 --[[
   delete_all: remove the whole conversation and return what it held.
 
-  KEYS[1], KEYS[2], ARGV[1..6]  as every script (includes/prelude.lua)
+  KEYS[1], KEYS[2], ARGV[1..7]  as every script (includes/prelude.lua)
 
   Returns    every element it held, in order; empty when it did not exist (nothing changes)
   Errors     those of the prelude; nothing changes

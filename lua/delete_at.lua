@@ -1,9 +1,9 @@
 #!lua flags=allow-oom
 --[[
-  delete_at: remove the message at position ARGV[7] and return it.
+  delete_at: remove the message at position ARGV[8] and return it.
 
-  KEYS[1], KEYS[2], ARGV[1..6]  as every script (includes/prelude.lua)
-  ARGV[7]    the index; only 0 <= index < length removes anything (negative indexes do not
+  KEYS[1], KEYS[2], ARGV[1..7]  as every script (includes/prelude.lua)
+  ARGV[8]    the index; only 0 <= index < length removes anything (negative indexes do not
              count from the end: LlamaIndex's rule, kept for drop-in use)
 
   Returns    the removed element (JSON text), or nil when the index is out of range, in which

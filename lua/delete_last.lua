@@ -2,7 +2,7 @@
 --[[
   delete_last: remove the last message and return it.
 
-  KEYS[1], KEYS[2], ARGV[1..6]  as every script (includes/prelude.lua)
+  KEYS[1], KEYS[2], ARGV[1..7]  as every script (includes/prelude.lua)
 
   Returns    the removed element (JSON text), or nil when the conversation is empty, in which
              case nothing changes. Removing the last element removes the key.

@@ -1,11 +1,11 @@
 #!lua
 --[[
-  insert: put one message before position ARGV[7], as Python's list.insert does.
+  insert: put one message before position ARGV[8], as Python's list.insert does.
 
-  KEYS[1], KEYS[2], ARGV[1..6]  as every script (includes/prelude.lua)
-  ARGV[7]    the index, any integer: a negative one counts from the end (clamped at 0), one at
+  KEYS[1], KEYS[2], ARGV[1..7]  as every script (includes/prelude.lua)
+  ARGV[8]    the index, any integer: a negative one counts from the end (clamped at 0), one at
              or past the end appends
-  ARGV[8]    the message, JSON text
+  ARGV[9]    the message, JSON text
 
   Returns    the length afterwards
   Errors     those of the prelude; nothing changes

@@ -3,11 +3,11 @@
   memory_add: add messages of one status after every message of the conversation (the Memory
   store: includes/memory.lua holds its layout).
 
-  KEYS[1], KEYS[2], ARGV[1..6]  as every script (includes/prelude.lua): the conversation's hash
+  KEYS[1], KEYS[2], ARGV[1..7]  as every script (includes/prelude.lua): the conversation's hash
                                 of messages, its record, op id, TTL, expected version, '0'
   KEYS[3], KEYS[4]              its ACTIVE and ARCHIVED sets (includes/memory.lua)
-  ARGV[7]    the status of the new messages: 'active' or 'archived'
-  ARGV[8..]  the messages, in order, each one JSON text
+  ARGV[8]    the status of the new messages: 'active' or 'archived'
+  ARGV[9..]  the messages, in order, each one JSON text
 
   Returns    the number of messages afterwards, of both statuses. No message changes nothing
              (and returns that number).

@@ -3,9 +3,9 @@
   memory_archive_oldest: move the oldest ACTIVE messages to ARCHIVED and return them. Each keeps
   its seq, so its place in time among the archived ones.
 
-  KEYS[1], KEYS[2], ARGV[1..6]  as every script (includes/prelude.lua)
+  KEYS[1], KEYS[2], ARGV[1..7]  as every script (includes/prelude.lua)
   KEYS[3], KEYS[4]              the ACTIVE and ARCHIVED sets (includes/memory.lua)
-  ARGV[7]    how many, n >= 0
+  ARGV[8]    how many, n >= 0
 
   Returns    {seqs, JSON texts} of the messages archived, oldest first: at most n, none when
              there is no active message (nothing changes then)

@@ -2,9 +2,9 @@
 --[[
   memory_delete: remove every message of one status, or the whole conversation.
 
-  KEYS[1], KEYS[2], ARGV[1..6]  as every script (includes/prelude.lua)
+  KEYS[1], KEYS[2], ARGV[1..7]  as every script (includes/prelude.lua)
   KEYS[3], KEYS[4]              the ACTIVE and ARCHIVED sets (includes/memory.lua)
-  ARGV[7]    'active' or 'archived'; '' for both (the whole conversation)
+  ARGV[8]    'active' or 'archived'; '' for both (the whole conversation)
 
   Returns    how many messages it removed; 0 changes nothing
   Errors     those of the prelude; nothing changes

@@ -3,9 +3,9 @@
   memory_delete_at: remove the message at a position of the whole conversation, both statuses
   in insertion order (LlamaIndex's get_messages(key, status=None)), and return it.
 
-  KEYS[1], KEYS[2], ARGV[1..6]  as every script (includes/prelude.lua)
+  KEYS[1], KEYS[2], ARGV[1..7]  as every script (includes/prelude.lua)
   KEYS[3], KEYS[4]              the ACTIVE and ARCHIVED sets (includes/memory.lua)
-  ARGV[7]    the position; only 0 <= position < length removes anything
+  ARGV[8]    the position; only 0 <= position < length removes anything
 
   Returns    {seq, JSON text} of the message removed, or nil when the position is out of range
              (nothing changes then)

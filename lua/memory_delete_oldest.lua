@@ -2,9 +2,9 @@
 --[[
   memory_delete_oldest: remove the oldest ACTIVE messages and return them.
 
-  KEYS[1], KEYS[2], ARGV[1..6]  as every script (includes/prelude.lua)
+  KEYS[1], KEYS[2], ARGV[1..7]  as every script (includes/prelude.lua)
   KEYS[3], KEYS[4]              the ACTIVE and ARCHIVED sets (includes/memory.lua)
-  ARGV[7]    how many, n >= 0; archived messages are never touched
+  ARGV[8]    how many, n >= 0; archived messages are never touched
 
   Returns    {seqs, JSON texts} of the messages removed, oldest first: at most n, none when there
              is no active message (nothing changes then)

@@ -2,12 +2,12 @@
 --[[
   memory_read: messages of one status, or of both in insertion order, from an offset.
 
-  KEYS[1], KEYS[2], ARGV[1..6]  as every script (includes/prelude.lua); ARGV[1] is '' (a read
+  KEYS[1], KEYS[2], ARGV[1..7]  as every script (includes/prelude.lua); ARGV[1] is '' (a read
                                 records nothing)
   KEYS[3], KEYS[4]              the ACTIVE and ARCHIVED sets (includes/memory.lua)
-  ARGV[7]    'active' or 'archived'; '' for both, interleaved in insertion order
-  ARGV[8]    the offset, >= 0: how many of those to skip
-  ARGV[9]    the limit, >= 0: how many at most; '' for no limit
+  ARGV[8]    'active' or 'archived'; '' for both, interleaved in insertion order
+  ARGV[9]    the offset, >= 0: how many of those to skip
+  ARGV[10]    the limit, >= 0: how many at most; '' for no limit
 
   Returns    {seqs, JSON texts}, oldest first; empty ones for a missing conversation
   Errors     ACS_WRONGTYPE (KEYS[1] holds another type), ACS_BADARG

@@ -2,10 +2,10 @@
 --[[
   memory_set: replace the whole conversation, both statuses, with messages of one status.
 
-  KEYS[1], KEYS[2], ARGV[1..6]  as every script (includes/prelude.lua)
+  KEYS[1], KEYS[2], ARGV[1..7]  as every script (includes/prelude.lua)
   KEYS[3], KEYS[4]              the ACTIVE and ARCHIVED sets (includes/memory.lua)
-  ARGV[7]    the status of the new messages: 'active' or 'archived'
-  ARGV[8..]  the new messages, in order, each one JSON text; none removes the conversation
+  ARGV[8]    the status of the new messages: 'active' or 'archived'
+  ARGV[9..]  the new messages, in order, each one JSON text; none removes the conversation
 
   Returns    the number of messages afterwards. No messages for a conversation that does not
              exist changes nothing.

@@ -2,7 +2,7 @@
 --[[
   refresh_ttl: restart the conversation's TTL (and its record's) without changing it.
 
-  KEYS[1], KEYS[2], ARGV[1..6]  as every script (includes/prelude.lua); ARGV[1] is '' (a
+  KEYS[1], KEYS[2], ARGV[1..7]  as every script (includes/prelude.lua); ARGV[1] is '' (a
                                 refresh is not recorded: doing it twice is doing it once), and
                                 ARGV[2] > 0
 

@@ -1,11 +1,11 @@
 #!lua
 --[[
-  replace_at: put a message in place of the one at position ARGV[7], and return the one it
+  replace_at: put a message in place of the one at position ARGV[8], and return the one it
   replaced.
 
-  KEYS[1], KEYS[2], ARGV[1..6]  as every script (includes/prelude.lua)
-  ARGV[7]    the index; only 0 <= index < length replaces anything (the rule of delete_at)
-  ARGV[8]    the new message, JSON text
+  KEYS[1], KEYS[2], ARGV[1..7]  as every script (includes/prelude.lua)
+  ARGV[8]    the index; only 0 <= index < length replaces anything (the rule of delete_at)
+  ARGV[9]    the new message, JSON text
 
   Returns    the element replaced (JSON text), or nil when the index is out of range, in which
              case nothing changes

@@ -2,8 +2,8 @@
 --[[
   set_all: replace the whole conversation with the given messages.
 
-  KEYS[1], KEYS[2], ARGV[1..6]  as every script (includes/prelude.lua)
-  ARGV[7..]  the new messages, in order, each one JSON text; none removes the conversation
+  KEYS[1], KEYS[2], ARGV[1..7]  as every script (includes/prelude.lua)
+  ARGV[8..]  the new messages, in order, each one JSON text; none removes the conversation
 
   Returns    the length afterwards. No messages for a conversation that does not exist
              changes nothing.

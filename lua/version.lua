@@ -2,7 +2,7 @@
 --[[
   version: the conversation's version, without its messages.
 
-  KEYS[1], KEYS[2], ARGV[1..6]  as every script (includes/prelude.lua); ARGV[1] is ''
+  KEYS[1], KEYS[2], ARGV[1..7]  as every script (includes/prelude.lua); ARGV[1] is ''
 
   Returns    the version as text: '0' when there is no conversation, '1' for one no script of
              this store has written (the seed's data, or a record lost), else the version its

@@ -3,7 +3,8 @@
 A user ``on >pw ~* -@all`` plus MINIMAL_ACL can run every store operation; a user without any
 one of those commands gets a typed error (PermissionDeniedError, or a BatchError holding one)
 on at least one operation, and an operation refused so changes nothing in Redis (the list and
-its record, dumped before and after, and their expiries).
+its record, dumped before and after, and their expiries). MEMORY_ACL adds what the Memory store
+needs, DURABLE_ACL what ``wait_replicas`` needs; each of their commands is shown needed too.
 """
 
 from __future__ import annotations
@@ -17,7 +18,13 @@ from typing import Any
 import pytest
 import redis
 
-from atomic_chat_store import BatchError, PermissionDeniedError, RedisChatStore
+from atomic_chat_store import (
+    BatchError,
+    DurabilityError,
+    PermissionDeniedError,
+    RedisChatStore,
+    RetryPolicy,
+)
 from atomic_chat_store import operations as ops
 from atomic_chat_store.keys import record_key
 from atomic_chat_store.scripts import scripts
@@ -25,9 +32,11 @@ from fault_harness import msg, msgs
 
 # What the store needs, for the README: ACL SETUSER <user> on ><password> ~<keys> -@all + these.
 MINIMAL_ACL = (
-    # sent by the store: writes, script loading after NOSCRIPT, transactions, reads, get_keys
+    # sent by the store: writes; after NOSCRIPT, every script loaded, then the script's source;
+    # transactions; reads; get_keys
     "+evalsha",
     "+script|load",
+    "+eval",
     "+multi",
     "+exec",
     "+lrange",
@@ -55,8 +64,16 @@ MINIMAL_ACL = (
     "+ltrim",
 )
 
+# RedisMemoryStore (llama_index_memory.py) needs these as well: its counts (ZCARD, HLEN) and
+# what its scripts (lua/memory_*.lua) call beyond the others.
+MEMORY_ACL = ("+zcard", "+hlen", "+zadd", "+zrange", "+zrem", "+zscore")
+# wait_replicas needs WAIT, and SPUBLISH on a channel named like the record key (after a write,
+# so that a write sent again waits for the offset it replays): a channel rule such as "&*".
+DURABLE_ACL = ("+wait", "+spublish", "&*")
+
 # The commands the Python side sends itself (base.py, store.py, operations.py).
-STORE_COMMANDS = {"evalsha", "script|load", "multi", "exec", "lrange", "llen", "scan"}
+STORE_COMMANDS = {"evalsha", "script|load", "eval", "multi", "exec", "lrange", "llen", "scan"}
+MEMORY_COMMANDS = {"zcard", "hlen"}
 
 KEY = "chat"
 RECORD = record_key(KEY.encode())
@@ -65,17 +82,20 @@ SEEDED = [f"s{n}" for n in range(40)]
 SEEDED_TTL_MS = 50_000
 
 
-def commands_the_scripts_call() -> set[str]:
+def commands_the_scripts_call(memory: bool) -> set[str]:
     called: set[str] = set()
-    for script in scripts().values():
-        called |= {name.lower() for name in re.findall(r"rcall\('(\w+)'", script.source)}
+    for name, script in scripts().items():
+        if name.startswith("memory_") == memory:
+            called |= {name.lower() for name in re.findall(r"rcall\('(\w+)'", script.source)}
     return called
 
 
 def test_the_minimal_acl_is_what_the_store_sends_and_its_scripts_call() -> None:
-    assert len(set(MINIMAL_ACL)) == len(MINIMAL_ACL)
+    assert len(set(MINIMAL_ACL + MEMORY_ACL)) == len(MINIMAL_ACL + MEMORY_ACL)
     listed = {rule.removeprefix("+") for rule in MINIMAL_ACL}
-    assert listed == STORE_COMMANDS | commands_the_scripts_call()
+    assert listed == STORE_COMMANDS | commands_the_scripts_call(memory=False)
+    memory = {rule.removeprefix("+") for rule in MEMORY_ACL}
+    assert listed | memory == listed | MEMORY_COMMANDS | commands_the_scripts_call(memory=True)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -170,6 +190,14 @@ OPERATIONS: list[tuple[str, Callable[[Stores], Any]]] = [
     ("delete last", lambda s: s.plain.delete_last_message(KEY)),
     ("delete all", lambda s: s.ttl.delete_messages(KEY)),
     ("refresh ttl", lambda s: s.ttl.refresh_ttl(KEY)),
+    ("replace", lambda s: s.ttl.replace_message(KEY, 3, msg("r"))),
+    ("get a range", lambda s: s.plain.get_messages(KEY, -5)),
+    ("get with the version", lambda s: s.plain.get_conversation(KEY, 2, 4)),
+    ("version", lambda s: s.plain.version(KEY)),
+    (
+        "write with a version",
+        lambda s: s.plain.add_message(KEY, msg("v"), expected_version=s.plain.version(KEY)),
+    ),
     ("get keys", lambda s: s.plain.get_keys()),
     ("transaction", lambda s: batch(s.ttl, transaction=True)),
     ("pipeline", lambda s: batch(s.plain, transaction=False)),
@@ -200,7 +228,10 @@ def describe(error: BaseException) -> str:
 
 
 def permission_denied(error: BaseException) -> bool:
-    """A PermissionDeniedError, or a BatchError whose every error is one."""
+    """A PermissionDeniedError, or a BatchError whose every error is one, or one that says its
+    transaction could not start for one (MULTI refused: its operations ran one by one)."""
+    if isinstance(error, BatchError) and error.cause is not None:
+        return isinstance(error.cause, PermissionDeniedError) and error.cause.command == "multi"
     if isinstance(error, BatchError):
         return all(isinstance(e, PermissionDeniedError) for e in error.errors.values())
     return isinstance(error, PermissionDeniedError)
@@ -236,3 +267,120 @@ def test_without_any_one_command_an_operation_is_refused_and_changes_nothing(
             stores.close()
     assert not problems, "\n".join(problems)
     assert refused, f"no operation needed {command}"
+
+
+# -- wait_replicas --------------------------------------------------------------------------------
+
+
+def durable_store(url: str) -> RedisChatStore:
+    # A server without replicas: WAIT 1 never gets one, so a write that may wait ends in
+    # DurabilityError (applied); one that may not ends in PermissionDeniedError (not applied).
+    return RedisChatStore.from_url(
+        url, wait_replicas=1, wait_timeout=0.01, retry=RetryPolicy(attempts=2, timeout=1)
+    )
+
+
+@pytest.mark.parametrize("left_out", [None, *DURABLE_ACL])
+def test_durable_writes_need_wait_and_spublish(
+    redis_url: str, redis_client: redis.Redis, left_out: str | None
+) -> None:
+    rules = MINIMAL_ACL + tuple(rule for rule in DURABLE_ACL if rule != left_out)
+    if left_out == "&*":
+        rules += ("resetchannels",)
+    with user_with(redis_url, rules) as url:
+        seed(redis_url)
+        before = snapshot(redis_client)
+        store = durable_store(url)
+        try:
+            if left_out is None:
+                with pytest.raises(DurabilityError) as raised:
+                    store.add_message(KEY, msg("d"))
+                assert raised.value.reply == len(SEEDED) + 1  # applied, not acknowledged
+            else:
+                with pytest.raises(PermissionDeniedError):
+                    store.add_message(KEY, msg("d"))
+                assert snapshot(redis_client) == before  # refused whole, not applied
+        finally:
+            store.close()
+
+
+# -- the Memory store -----------------------------------------------------------------------------
+
+
+def memory_calls(store: Any) -> list[tuple[str, Callable[[], Any]]]:
+    from llama_index.core.storage.chat_store.base_db import MessageStatus
+
+    return [
+        ("add", lambda: store.add_message(KEY, lmsg("m"))),
+        ("add archived", lambda: store.add_messages(KEY, [lmsg("a")], MessageStatus.ARCHIVED)),
+        ("get", lambda: store.get_messages(KEY)),
+        ("get all", lambda: store.get_messages(KEY, status=None, limit=2, offset=1)),
+        ("count", lambda: store.count_messages(KEY)),
+        ("count all", lambda: store.count_messages(KEY, status=None)),
+        ("archive", lambda: store.archive_oldest_messages(KEY, 1)),
+        ("delete oldest", lambda: store.delete_oldest_messages(KEY, 1)),
+        ("delete at", lambda: store.delete_message(KEY, 0)),
+        ("delete archived", lambda: store.delete_messages(KEY, MessageStatus.ARCHIVED)),
+        ("set", lambda: store.set_messages(KEY, [lmsg("s")])),
+        ("keys", lambda: store.get_keys()),
+        ("delete all", lambda: store.delete_messages(KEY)),
+    ]
+
+
+def lmsg(text: str) -> Any:
+    from llama_index.core.llms import ChatMessage as LlamaChatMessage
+
+    return LlamaChatMessage(role="user", content=text)
+
+
+def run_memory(url: str, admin_url: str) -> tuple[list[str], list[str]]:
+    """Every Memory store call on a fresh conversation of three active messages: the names of
+    those refused with PermissionDeniedError, and the problems (other errors, or changes made
+    by a refused call)."""
+    import asyncio
+
+    from atomic_chat_store.llama_index import RedisMemoryStore
+
+    admin = redis.Redis.from_url(admin_url)
+    refused, problems = [], []
+
+    async def run() -> None:
+        store = RedisMemoryStore(redis_url=url)
+        seeder = RedisMemoryStore(redis_url=admin_url)
+        try:
+            for name, call in memory_calls(store):
+                await seeder.delete_messages(KEY)
+                await seeder.add_messages(KEY, [lmsg("x"), lmsg("y"), lmsg("z")])
+                before = sorted((k, admin.type(k), admin.dump(k)) for k in admin.keys("memory:*"))
+                try:
+                    await call()
+                except PermissionDeniedError:
+                    refused.append(name)
+                    after = sorted(
+                        (k, admin.type(k), admin.dump(k)) for k in admin.keys("memory:*")
+                    )
+                    if after != before:
+                        problems.append(f"{name}: refused, yet Redis changed")
+                except Exception as error:
+                    problems.append(f"{name}: {describe(error)}")
+        finally:
+            await seeder.aclose()
+            await store.aclose()
+
+    try:
+        asyncio.run(run())
+    finally:
+        admin.close()
+    return refused, problems
+
+
+@pytest.mark.parametrize("left_out", [None, *MEMORY_ACL])
+def test_the_memory_store_needs_its_acl(redis_url: str, redis_client: redis.Redis, left_out):
+    rules = MINIMAL_ACL + tuple(rule for rule in MEMORY_ACL if rule != left_out)
+    with user_with(redis_url, rules) as url:
+        refused, problems = run_memory(url, redis_url)
+    assert not problems, "\n".join(problems)
+    if left_out is None:
+        assert refused == []
+    else:
+        assert refused, f"no Memory store call needed {left_out}"

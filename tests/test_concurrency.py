@@ -84,8 +84,8 @@ def test_concurrent_edits_match_the_servers_order(request, redis_url, redis_clie
     for command in round_trips(seen):
         if command.name != "EVALSHA" or command.args[3] != b"shared":
             continue
-        # EVALSHA sha 2 <list> <record> ARGV: the script's own arguments follow the prefix of 6.
-        name, args = by_sha[command.args[1].decode()], command.args[5 + 6 :]
+        # EVALSHA sha 2 <list> <record> ARGV: the script's own arguments follow the prefix of 7.
+        name, args = by_sha[command.args[1].decode()], command.args[5 + 7 :]
         if name == "append":
             model.extend(json.loads(a)["blocks"][0]["text"] for a in args)
         elif name == "insert":

@@ -475,9 +475,9 @@ def test_script_flush_during_a_burst_surfaces_no_noscript_and_applies_once(
     fault_proxy: FaultProxy,
     fault_redis: redis.Redis,
 ) -> None:
-    """SCRIPT FLUSH from another connection: before a write (NOSCRIPT: the store loads every
-    script and sends it again); in the middle of a pipeline (its first write ran, the next ones
-    meet NOSCRIPT: the whole batch is sent again, and the first must replay); then flushes at
+    """SCRIPT FLUSH from another connection: before a write (NOSCRIPT: the store sends it again
+    as EVAL of its source); in the middle of a pipeline (its first write ran, the next ones meet
+    NOSCRIPT: the whole batch is sent again, and the first must replay); then flushes at
     arbitrary points of a burst."""
     load_scripts(fault_redis)
     proxy = fault_proxy
@@ -515,7 +515,7 @@ def test_script_flush_during_a_burst_surfaces_no_noscript_and_applies_once(
             burst_with(workload, flusher.script_flush, every=0.005, most=60)
     finally:
         flusher.close()
-    assert proxy.forwarded["SCRIPT"] >= len(hooks)  # the store loaded the scripts again
+    assert proxy.forwarded["EVAL"] >= len(hooks)  # the store sent the scripts' source
     no_errors(workload)
     # Unrecorded: c0, which ran before the flush, is appended again.
     verdict(workload.check(fault_redis), record, {"duplicated", "wrong_returns"})

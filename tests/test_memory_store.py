@@ -134,14 +134,14 @@ def test_operations_are_values_sent_with_the_shared_argv_prefix() -> None:
     assert (add.script, add.keys, add.op_id) == ("memory_add", keys, "op-1")
     encoded = message.model_dump_json().encode()
     assert add.args == (*config.argv("op-1"), "archived", encoded)
-    assert mem.set_messages(config, "chat", []).args[6:] == ("active",)
+    assert mem.set_messages(config, "chat", []).args[7:] == ("active",)
     read = mem.get_messages(config, "chat", None, limit=5, offset=2)
     assert (read.script, read.op_id, read.args) == (
         "memory_read",
         None,
         (*config.argv(""), "", 2, 5),
     )
-    assert mem.get_messages(config, "chat").args[6:] == ("active", 0, "")
+    assert mem.get_messages(config, "chat").args[7:] == ("active", 0, "")
     assert mem.get_messages(config, "chat", limit=2**60).args[-1] == 2**48  # nothing changes
     counts = [mem.count_messages(config, "chat", status) for status in STATUSES]
     assert [(c.command, c.keys) for c in counts] == [
@@ -153,7 +153,7 @@ def test_operations_are_values_sent_with_the_shared_argv_prefix() -> None:
         mem.delete_oldest_messages(config, "chat", 2),
         mem.archive_oldest_messages(config, "chat", 2),
     ]
-    assert [(w.script, w.args[6:]) for w in writes] == [
+    assert [(w.script, w.args[7:]) for w in writes] == [
         ("memory_delete", ("",)),
         ("memory_delete_at", (3,)),
         ("memory_delete_oldest", (2,)),

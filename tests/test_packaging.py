@@ -36,7 +36,7 @@ def test_every_script_opens_with_its_contract():
         text = script.read_text()
         assert re.match(r"#!lua( flags=[\w,-]+)?\n--\[\[\n", text), script.name
         header = text.split("]]", 1)[0]
-        for part in ("KEYS[1]", "KEYS[2]", "ARGV[1..6]", "Returns", "Errors", "Cost"):
+        for part in ("KEYS[1]", "KEYS[2]", "ARGV[1..7]", "Returns", "Errors", "Cost"):
             assert part in header, (script.name, part)
         # The shared prelude (ARGV prefix, checks, record) comes first, once.
         assert text.count("-- @include prelude") == 1, script.name
@@ -44,7 +44,7 @@ def test_every_script_opens_with_its_contract():
         assert source.count("local rcall = redis.call") == 1
         assert "'KEYS'" not in source and '"KEYS"' not in source
     prelude = (ROOT / "lua" / "includes" / "prelude.lua").read_text()
-    for part in ("KEYS[1]", "KEYS[2]", *(f"ARGV[{i}]" for i in range(1, 7)), "Errors"):
+    for part in ("KEYS[1]", "KEYS[2]", *(f"ARGV[{i}]" for i in range(1, 8)), "Errors"):
         assert part in prelude.split("]]", 1)[0], part
 
 

@@ -110,7 +110,7 @@ def test_every_write_carries_the_argv_prefix_and_an_op_id():
     for write in writes:
         assert write.keys == (b"k", record_key(b"k"))
         assert write.op_id is not None and len(write.op_id) == 16
-        assert write.args[:6] == (write.op_id, 60_000, "", 5, 30_000, 7)
+        assert write.args[:7] == (write.op_id, 60_000, "", 5, 30_000, 7, 0)
         ids.add(write.op_id)
     assert len(ids) == len(writes)
 
@@ -118,7 +118,7 @@ def test_every_write_carries_the_argv_prefix_and_an_op_id():
 def test_a_given_op_id_and_version_are_sent():
     write = ops.delete_message(ops.StoreConfig(), "k", 3, op_id="mine", expected_version=12)
     assert write.op_id == "mine" and write.args[0] == "mine" and write.args[2] == 12
-    assert write.args[6:] == (3,)
+    assert write.args[7:] == (3,)
 
 
 @pytest.mark.parametrize(

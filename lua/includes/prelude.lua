@@ -17,7 +17,11 @@
   ARGV[4]   max messages: after a write the conversation keeps only its newest N; '0' keeps all
   ARGV[5]   how long an op id is remembered, in ms
   ARGV[6]   how many op ids a conversation remembers at most
-  ARGV[7..] the script's own arguments
+  ARGV[7]   how many replicas the caller will WAIT for after the write: '0' for none; else a
+            write checks first that the user may run WAIT and SPUBLISH (the caller's next
+            commands on the connection), so that a durable write is refused whole, not applied
+            and then refused its wait
+  ARGV[8..] the script's own arguments
 
   Errors (nothing changes; the first word is the code that errors.py maps to a typed error)
   ACS_BADARG <name> <value>        an argument is not what the contract says
@@ -33,7 +37,7 @@
 local rcall = redis.call
 local list_key, record_key = KEYS[1], KEYS[2]
 local op_id, ttl, expected_version = ARGV[1], ARGV[2], ARGV[3]
-local FIRST_ARG = 7
+local FIRST_ARG = 8
 
 local function fail(code, detail)
   error({ err = 'ACS_' .. code .. ' ' .. detail })
@@ -55,6 +59,7 @@ integer_arg('ttl', ttl, 0)
 local max_messages = integer_arg('max_messages', ARGV[4], 0)
 local window_ms = integer_arg('window_ms', ARGV[5], 0)
 local window_size = integer_arg('window_size', ARGV[6], 0)
+local wait_replicas = integer_arg('wait_replicas', ARGV[7], 0)
 if expected_version ~= '' then
   integer_arg('expected_version', expected_version, 0)
 end
@@ -107,6 +112,7 @@ end
 -- when op_id was applied already (the caller returns that reply and changes nothing), else
 -- false, nil and whether KEYS[1] exists.
 local function begin(script, kind, commands)
+  check_allowed({ { 'hmget', record_key, 'v' }, { 'type', list_key } })
   read_record()
   if op_id ~= '' and record.reply then
     local recorded = cmsgpack.unpack(record.reply)
@@ -132,6 +138,9 @@ local function begin(script, kind, commands)
   end
   if max_messages > 0 then
     check_allowed({ { 'ltrim', list_key, '0', '-1' } })
+  end
+  if wait_replicas > 0 and op_id ~= '' then
+    check_allowed({ { 'spublish', record_key, '' }, { 'wait', '1', '0' } })
   end
   check_allowed(commands)
   return false, nil, exists

@@ -140,9 +140,28 @@ class AsyncRedisChatStore(StoreBase[redis.asyncio.Redis]):
                 if attempts.rediscover:
                     attempts.rediscover = False
                     await self._rediscover()
+                if attempts.load_scripts:
+                    attempts.load_scripts = False
+                    await self._load_scripts()
                 return await send(attempts)
             except Exception as error:
                 await asyncio.sleep(attempts.failed(error))
+
+    async def _load_scripts(self) -> None:
+        client: Any = self.client
+        if is_cluster(client):
+            await client.initialize()
+            for node in client.get_primaries():
+                queued = [PipelineCommand(i, *c) for i, c in enumerate(self._script_loads())]
+                await node.execute_pipeline(queued)
+                for loaded in queued:
+                    if isinstance(loaded.result, Exception):
+                        raise loaded.result
+            return
+        async with client.pipeline(transaction=False) as pipe:
+            for load in self._script_loads():
+                pipe.execute_command(*load)
+            await pipe.execute()
 
     async def _rediscover(self) -> None:
         client: Any = self.client

@@ -21,7 +21,7 @@ from . import operations as ops
 from .connection import DEFAULT_URL
 from .errors import InvalidArgumentError, InvalidArgumentTypeError
 from .keys import key_slot
-from .retry import ReplicaShortfall, RetryPolicy, is_retryable
+from .retry import ReplicaShortfall, RetryPolicy, TransactionNotStarted, is_retryable
 from .scripts import Script, scripts
 
 ClientT = TypeVar("ClientT")
@@ -72,19 +72,13 @@ class StoreBase(Generic[ClientT]):
             max_messages=max_messages,
             op_window=op_window,
             op_window_size=op_window_size,
+            wait_replicas=wait_replicas,
         )
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise InvalidArgumentTypeError(
                 f"retry must be a RetryPolicy, not {type(retry).__name__}"
             )
         self.retry = retry or RetryPolicy()
-        if isinstance(wait_replicas, bool) or not isinstance(wait_replicas, int):
-            raise InvalidArgumentTypeError(
-                f"wait_replicas must be an int, not {type(wait_replicas).__name__}"
-            )
-        if wait_replicas < 0:
-            raise InvalidArgumentError(f"wait_replicas must be >= 0, not {wait_replicas}")
-        self.wait_replicas = wait_replicas
         self.wait_timeout_ms = ops.ttl_to_ms(wait_timeout, "wait_timeout")
         self._scripts: dict[str, Script] = scripts()
         self._owns_client = client is None
@@ -116,7 +110,7 @@ class StoreBase(Generic[ClientT]):
     # -- what goes on the wire, decided here for both shells --------------------------------------
 
     def _durable(self, operation: ops.Operation[Any]) -> bool:
-        return self.wait_replicas > 0 and operation.op_id is not None
+        return self.config.wait_replicas > 0 and operation.op_id is not None
 
     def _durability_tail(
         self, operations: Sequence[ops.Operation[Any]]
@@ -128,7 +122,7 @@ class StoreBase(Generic[ClientT]):
         replays. SPUBLISH changes no data and goes to the shard's replicas only."""
         return [
             ("SPUBLISH", operations[0].keys[-1], b""),
-            ("WAIT", self.wait_replicas, self.wait_timeout_ms),
+            ("WAIT", self.config.wait_replicas, self.wait_timeout_ms),
         ]
 
     def _one_on_node(
@@ -143,8 +137,8 @@ class StoreBase(Generic[ClientT]):
         for answer in (reply, acknowledged):
             if isinstance(answer, Exception):
                 raise answer
-        if acknowledged < self.wait_replicas:
-            raise ReplicaShortfall(reply, acknowledged, self.wait_replicas)
+        if acknowledged < self.config.wait_replicas:
+            raise ReplicaShortfall(reply, acknowledged, self.config.wait_replicas)
         return reply
 
     def _batch_route(self, batch: Sequence[ops.Operation[Any]], transaction: bool) -> str:
@@ -176,6 +170,11 @@ class StoreBase(Generic[ClientT]):
             pool,
             (redis.sentinel.SentinelConnectionPool, redis.asyncio.sentinel.SentinelConnectionPool),
         )
+
+    def _script_loads(self) -> list[tuple[ops.Arg, ...]]:
+        """Every script loaded in one transaction: Redis then has all of them or none."""
+        loads = [("SCRIPT", "LOAD", script.source) for script in self._scripts.values()]
+        return [("MULTI",), *loads, ("EXEC",)]
 
     def _scan_nodes(self) -> list[Any]:
         """Where get_keys scans: every primary of a Cluster, else the one server (None)."""
@@ -221,7 +220,12 @@ class StoreBase(Generic[ClientT]):
             if isinstance(acknowledged, Exception):
                 raise acknowledged
         if transaction:
-            queued, executed = replies[1:-1], replies[-1]
+            begun, queued, executed = replies[0], replies[1:-1], replies[-1]
+            if isinstance(begun, Exception):
+                if is_retryable(begun):  # a server loading, a demoted master: send it again
+                    raise begun
+                # MULTI refused (an ACL without it): what followed ran at once, one by one.
+                raise TransactionNotStarted(list(queued), begun)
             if isinstance(executed, Exception):  # EXECABORT: the reason is in the queueing
                 raise next((r for r in queued if isinstance(r, Exception)), executed)
             replies = executed
@@ -230,6 +234,6 @@ class StoreBase(Generic[ClientT]):
         for reply in replies:
             if isinstance(reply, Exception) and is_retryable(reply):
                 raise reply
-        if acknowledged is not None and acknowledged < self.wait_replicas:
-            raise ReplicaShortfall(list(replies), acknowledged, self.wait_replicas)
+        if acknowledged is not None and acknowledged < self.config.wait_replicas:
+            raise ReplicaShortfall(list(replies), acknowledged, self.config.wait_replicas)
         return list(replies)

@@ -192,19 +192,35 @@ class BatchError(ChatStoreError):
 
     ``applied`` is True when the others took effect: Redis runs every command of a MULTI/EXEC,
     it does not roll back. It is False when Redis refused the whole transaction while queueing
-    it (out of memory, a command the ACL user may not run): then nothing was applied.
+    it (out of memory, a command the ACL user may not run): then nothing was applied. ``cause``,
+    when set, is why a transaction could not even start (MULTI refused: an ACL without it); its
+    operations then ran one by one, each once, and ``results`` are theirs.
     """
 
-    def __init__(self, results: list[object], *, applied: bool = True) -> None:
+    def __init__(
+        self,
+        results: list[object],
+        *,
+        applied: bool = True,
+        cause: BaseException | None = None,
+    ) -> None:
         self.results = results
         self.applied = applied
+        self.cause = cause
         self.errors = {i: r for i, r in enumerate(results) if isinstance(r, BaseException)}
-        first = min(self.errors)
-        others = "the others took effect" if applied else "nothing was applied"
-        super().__init__(
-            f"{len(self.errors)} of {len(results)} operations failed, {others}; "
-            f"the first, #{first}: {self.errors[first]}"
-        )
+        if cause is not None:
+            message = (
+                f"the transaction could not start ({cause}): the {len(results)} operations ran "
+                f"one by one instead, each once; {len(self.errors)} failed"
+            )
+        else:
+            first = min(self.errors)
+            others = "the others took effect" if applied else "nothing was applied"
+            message = (
+                f"{len(self.errors)} of {len(results)} operations failed, {others}; "
+                f"the first, #{first}: {self.errors[first]}"
+            )
+        super().__init__(message)
 
 
 class CorruptMessageError(ChatStoreError):
@@ -244,6 +260,10 @@ class CorruptMessageError(ChatStoreError):
 # What Redis appends to an error raised by a script: " script: <sha>, on @user_script:<line>."
 _SCRIPT_WHERE = re.compile(r" script: \w+, on @\w+:\d+\.$")
 _QUOTED_COMMAND = re.compile(r"'([^']+)' command")
+# What Redis answers a script that calls a command its ACL user may not run, before any write of
+# ours (the prelude checks every command that comes after one).
+_SCRIPT_DENIED = "The user executing the script can't run this command"
+_EXEC_ABORTED = "Transaction discarded because of: "
 
 
 def error_from_reply(error: redis.ResponseError, key: str) -> Exception:
@@ -270,6 +290,14 @@ def error_from_reply(error: redis.ResponseError, key: str) -> Exception:
     if code == "NOPERM":
         quoted = _QUOTED_COMMAND.search(text)
         return PermissionDeniedError(quoted.group(1) if quoted else "a command", text)
+    if _SCRIPT_DENIED in text:
+        return PermissionDeniedError("a command the script reads with", text)
+    if code == "EXECABORT" and _EXEC_ABORTED in detail:
+        # The transaction was refused whole: type it by the refusal that aborted it.
+        inner = redis.ResponseError(detail.split(_EXEC_ABORTED, 1)[1])
+        typed = error_from_reply(inner, key)
+        if typed is not inner:
+            return typed
     if code == "ACS_BADARG":
         return InvalidArgumentError(f"a script refused its argument {detail} (a store bug?)")
     if code == "OOM":

@@ -69,6 +69,7 @@ class StoreConfig:
     max_messages: int = 0  # 0: no bound
     op_window_ms: int = int(DEFAULT_OP_WINDOW.total_seconds() * 1000)
     op_window_size: int = DEFAULT_OP_WINDOW_SIZE
+    wait_replicas: int = 0  # replicas each write waits for (WAIT), after its script
 
     @classmethod
     def build(
@@ -80,6 +81,7 @@ class StoreConfig:
         max_messages: int | None = None,
         op_window: TTL | None = None,
         op_window_size: int | None = None,
+        wait_replicas: int | None = None,
     ) -> StoreConfig:
         if not isinstance(namespace, str):
             raise InvalidKeyError(f"namespace must be a str, not {type(namespace).__name__}")
@@ -97,6 +99,7 @@ class StoreConfig:
             op_window_size=_count(
                 "op_window_size", op_window_size, DEFAULT_OP_WINDOW_SIZE, minimum=1
             ),
+            wait_replicas=_count("wait_replicas", wait_replicas, 0, minimum=0),
         )
 
     def redis_key(self, key: object) -> bytes:
@@ -113,7 +116,7 @@ class StoreConfig:
         return list_key, record_key(list_key)
 
     def argv(self, op_id: str, expected_version: int | None = None) -> tuple[Arg, ...]:
-        """ARGV[1..6] of every script, in the order lua/includes/prelude.lua reads them."""
+        """ARGV[1..7] of every script, in the order lua/includes/prelude.lua reads them."""
         return (
             op_id,
             self.ttl_ms,
@@ -121,6 +124,7 @@ class StoreConfig:
             self.max_messages,
             self.op_window_ms,
             self.op_window_size,
+            self.wait_replicas,
         )
 
 

@@ -58,6 +58,16 @@ _CLUSTER_FINAL: tuple[type[BaseException], ...] = (
 )
 
 
+class TransactionNotStarted(Exception):
+    """MULTI was refused, so the operations after it ran at once, each once, not as a
+    transaction: ``replies`` are theirs."""
+
+    def __init__(self, replies: list[Any], refusal: Exception) -> None:
+        super().__init__(f"MULTI was refused: {refusal}")
+        self.replies = replies
+        self.refusal = refusal
+
+
 class ReplicaShortfall(Exception):
     """A write applied on the master, which fewer replicas than wanted acknowledged (WAIT):
     sent again with its op id, it changes nothing and waits again, maybe on a new master."""
@@ -154,7 +164,10 @@ class Attempts:
     started: float = 0.0
     # Whether an earlier send may have run: then a later refusal says nothing of the outcome.
     maybe_applied: bool = False
-    # After a NOSCRIPT: send each script's source (EVAL), which cannot miss, instead of its SHA.
+    # After a NOSCRIPT: load every script at once (one transaction: the server has them all or
+    # none, so no later transaction of ours finds some and misses others, which would split it),
+    # then send each script's source (EVAL), which cannot miss, instead of its SHA.
+    load_scripts: bool = False
     send_source: bool = False
     # After a sign that the master moved (a MOVED or ASK on a connection the store chose itself, a
     # READONLY, too few replicas acknowledging): find the master again before the next send
@@ -184,6 +197,7 @@ class Attempts:
         no_script = isinstance(error, redis.exceptions.NoScriptError)
         # EVAL both loads the script and runs it: no SCRIPT FLUSH can come in between.
         self.send_source = self.send_source or no_script
+        self.load_scripts = no_script
         delay = 0.0 if no_script else self._backoff.compute(self.count)
         elapsed = self.clock() - self.started
         if self.count >= self.policy.attempts or elapsed + delay > self.policy.timeout:
@@ -212,6 +226,14 @@ class Attempts:
         )
 
     def _final(self, error: Exception) -> Exception:
+        if isinstance(error, TransactionNotStarted):
+            refusal: Exception = error.refusal
+            if isinstance(refusal, redis.ResponseError):
+                refusal = error_from_reply(refusal, "")
+            results = [
+                _decoded(op, raw) for op, raw in zip(self.operations, error.replies, strict=True)
+            ]
+            return BatchError(results, applied=True, cause=refusal)
         if isinstance(error, redis.ResponseError):
             key = self.operations[0].chat_key if len(self.operations) == 1 else ""
             typed = error_from_reply(error, key)

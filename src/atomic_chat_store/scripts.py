@@ -3,8 +3,10 @@
 A line ``-- @include NAME`` in a script is replaced by ``lua/includes/NAME.lua`` (BullMQ's way):
 the checks every script makes are written once. The stores send ``EVALSHA`` themselves rather
 than through redis-py's ``Script``: a ``NOSCRIPT`` reply is part of the store's retry rule, which
-then sends the source (``EVAL`` loads the script as it runs it: a ``SCRIPT FLUSH`` cannot come in
-between, as it can between ``SCRIPT LOAD`` and ``EVALSHA``, and a transaction stays whole).
+then loads every script in one transaction (the server has all or none of them, so a later
+transaction of the store cannot find some and miss others, which would split it) and sends the
+operation again by its source (``EVAL`` loads the script as it runs it: a ``SCRIPT FLUSH``
+cannot come in between, as it can between ``SCRIPT LOAD`` and ``EVALSHA``).
 """
 
 from __future__ import annotations

@@ -162,9 +162,26 @@ class RedisChatStore(StoreBase[redis.Redis]):
                 if attempts.rediscover:
                     attempts.rediscover = False
                     self._rediscover()
+                if attempts.load_scripts:
+                    attempts.load_scripts = False
+                    self._load_scripts()
                 return send(attempts)
             except Exception as error:
                 time.sleep(attempts.failed(error))
+
+    def _load_scripts(self) -> None:
+        """Every script, in one transaction (on a Cluster, one on each primary)."""
+        client: Any = self.client
+        targets = (
+            [client.get_redis_connection(node) for node in client.get_primaries()]
+            if is_cluster(client)
+            else [client]
+        )
+        for target in targets:
+            with target.pipeline(transaction=False) as pipe:
+                for command in self._script_loads():
+                    pipe.execute_command(*command)
+                pipe.execute()
 
     def _rediscover(self) -> None:
         """Find the master again: the Cluster's slots, or a Sentinel pool's master."""
