@@ -189,7 +189,7 @@ class Load:
         *,
         store_options: dict[str, Any] | None = None,
         shared_share: float = 0.2,
-        max_calls: int = 5_000,
+        max_calls: int = 10_000,
         max_seconds: float = 90.0,
     ) -> None:
         self.url = url
