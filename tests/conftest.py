@@ -16,6 +16,7 @@ import redis
 import redis.asyncio
 
 from faults import fault_proxy, fault_redis, fault_server, killable_server  # noqa: F401
+from load import measurements  # noqa: F401 (printed at the end of the run)
 from servers import RunningServer, redis_server, valkey_server  # noqa: F401 (fixtures)
 from topologies import (  # noqa: F401 (fixtures: one per topology)
     _cluster_session,

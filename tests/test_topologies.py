@@ -24,6 +24,8 @@ from topologies import (
 
 T = TypeVar("T")
 
+pytestmark = pytest.mark.topology
+
 # ---------------------------------------------------------------------------------------------
 # Sentinel
 
