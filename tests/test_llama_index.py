@@ -29,7 +29,12 @@ from llama_index.core.storage.chat_store.base import BaseChatStore
 from llama_index.storage.chat_store.redis import RedisChatStore as SeedChatStore
 
 from atomic_chat_store import ChatMessage as OurChatMessage
-from atomic_chat_store import CorruptMessageError, MessageTooLargeError, WrongTypeError
+from atomic_chat_store import (
+    ConnectionRefusedByServerError,
+    CorruptMessageError,
+    MessageTooLargeError,
+    WrongTypeError,
+)
 from atomic_chat_store import messages as acs_messages
 from atomic_chat_store.llama_index import (
     RedisChatStore,
@@ -319,8 +324,9 @@ def test_a_store_rebuilt_from_its_dict_needs_the_password_again(
     original.close()
     assert acl_user.password not in json.dumps(data)
     without = RedisChatStore.from_dict(data)
-    with pytest.raises(redis.AuthenticationError):  # the user, and no password
+    with pytest.raises(ConnectionRefusedByServerError) as refused:  # the user, no password
         without.get_messages("chat")
+    assert isinstance(refused.value.reason, redis.AuthenticationError)
     without.close()
     for rebuilt in (
         RedisChatStore.from_dict(data, password=acl_user.password),
@@ -338,8 +344,9 @@ def test_a_store_rebuilt_from_its_dict_needs_the_password_again(
 
 def test_a_wrong_password_in_the_url_is_used_as_given(acl_user: AclUser) -> None:
     store = RedisChatStore(redis_url=acl_user.url.replace(acl_user.password, "wrong"))
-    with pytest.raises(redis.AuthenticationError):
+    with pytest.raises(ConnectionRefusedByServerError) as refused:
         store.get_messages("chat")
+    assert isinstance(refused.value.reason, redis.AuthenticationError)
     store.close()
 
 

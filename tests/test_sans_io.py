@@ -16,6 +16,7 @@ from atomic_chat_store import ChatMessage
 from atomic_chat_store import operations as ops
 from atomic_chat_store.errors import (
     BatchError,
+    ConnectionRefusedByServerError,
     InvalidArgumentError,
     InvalidArgumentTypeError,
     InvalidKeyError,
@@ -326,7 +327,47 @@ def test_answers_are_not_retried(error):
     with pytest.raises(Exception) as raised:
         rule.failed(error)
     assert rule.count == 1
-    assert not isinstance(raised.value, UnavailableError)
+    if isinstance(error, redis.AuthenticationError):  # typed: the connection itself refused
+        assert isinstance(raised.value, ConnectionRefusedByServerError)
+        assert raised.value.reason is error
+    else:
+        assert not isinstance(raised.value, UnavailableError)
+
+
+def test_a_certificate_that_does_not_verify_is_not_retried():
+    import ssl
+
+    rule, _ = attempts()
+    try:
+        try:
+            raise ssl.SSLCertVerificationError("certificate verify failed")
+        except ssl.SSLError as cause:
+            raise redis.ConnectionError("Error connecting") from cause
+    except redis.ConnectionError as error:
+        with pytest.raises(ConnectionRefusedByServerError):
+            rule.failed(error)
+    assert rule.count == 1
+
+
+def test_no_master_known_ends_as_unavailable_not_unknown():
+    from redis.sentinel import MasterNotFoundError
+
+    rule, _ = attempts(RetryPolicy(attempts=2))
+    rule.failed(MasterNotFoundError("No master found for 'svc'"))
+    with pytest.raises(UnavailableError) as raised:
+        rule.failed(MasterNotFoundError("No master found for 'svc'"))
+    assert type(raised.value) is UnavailableError
+
+
+def test_a_wait_ended_by_a_demotion_is_sent_again_to_the_new_master():
+    rule, _ = attempts()
+    rule.failed(
+        redis.ResponseError(
+            "UNBLOCKED force unblock from blocking operation, "
+            "instance state changed (master -> replica?)"
+        )
+    )
+    assert rule.rediscover and rule.maybe_applied
 
 
 def test_a_refusal_after_a_lost_reply_leaves_the_outcome_unknown():

@@ -143,6 +143,18 @@ class UnavailableError(ChatStoreError):
         self.elapsed = elapsed
 
 
+class ConnectionRefusedByServerError(UnavailableError):
+    """The connection itself was refused for good: wrong credentials, or a TLS certificate that
+    does not verify. Nothing was sent, and sending again cannot help; ``__cause__`` (and
+    ``reason``) say why."""
+
+    def __init__(self, reason: BaseException) -> None:
+        super().__init__(
+            f"the connection was refused ({reason}); nothing was sent", attempts=1, elapsed=0.0
+        )
+        self.reason = reason
+
+
 class OutcomeUnknownError(UnavailableError):
     """The retry budget ran out and the write may or may not have been applied.
 
@@ -258,7 +270,8 @@ class CorruptMessageError(ChatStoreError):
 
 
 # What Redis appends to an error raised by a script: " script: <sha>, on @user_script:<line>."
-_SCRIPT_WHERE = re.compile(r" script: \w+, on @\w+:\d+\.$")
+# Redis: " script: <sha>, on @user_script:<line>."; Valkey: " script: on @user_script:<line>."
+_SCRIPT_WHERE = re.compile(r" script: (\w+, )?on @\w+:\d+\.$")
 _QUOTED_COMMAND = re.compile(r"'([^']+)' command")
 # What Redis answers a script that calls a command its ACL user may not run, before any write of
 # ours (the prelude checks every command that comes after one).
@@ -292,6 +305,9 @@ def error_from_reply(error: redis.ResponseError, key: str) -> Exception:
         return PermissionDeniedError(quoted.group(1) if quoted else "a command", text)
     if _SCRIPT_DENIED in text:
         return PermissionDeniedError("a command the script reads with", text)
+    if "no permissions to run" in text:  # Valkey: "ACL failure in script: User u has no ..."
+        quoted = _QUOTED_COMMAND.search(text)
+        return PermissionDeniedError(quoted.group(1) if quoted else "a command", text)
     if code == "EXECABORT" and _EXEC_ABORTED in detail:
         # The transaction was refused whole: type it by the refusal that aborted it.
         inner = redis.ResponseError(detail.split(_EXEC_ABORTED, 1)[1])

@@ -10,18 +10,21 @@ been applied. Its backoff classes are used as they are.
 from __future__ import annotations
 
 import math
+import ssl
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import redis
+import redis.sentinel
 from redis.backoff import ExponentialWithJitterBackoff
 
 from .errors import (
     BatchError,
     ChatStoreError,
     CommandRefusedError,
+    ConnectionRefusedByServerError,
     DurabilityError,
     InvalidArgumentError,
     InvalidArgumentTypeError,
@@ -126,8 +129,42 @@ class RetryPolicy:
         return Attempts(self, operations, batch, clock)
 
 
+def _causes(error: BaseException) -> Iterator[BaseException]:
+    """The error and what caused it (redis-py wraps socket and TLS errors in its own)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def is_refused_connection(error: BaseException) -> bool:
+    """A connection the server or the client refused for good: a certificate that does not
+    verify. Sending again cannot help, and nothing was sent."""
+    return isinstance(error, redis.ConnectionError) and any(
+        isinstance(cause, ssl.SSLCertVerificationError) for cause in _causes(error)
+    )
+
+
+def never_sent(error: BaseException) -> bool:
+    """A failure before anything was sent: no master known, or a connection refused."""
+    if isinstance(error, (redis.sentinel.MasterNotFoundError, redis.sentinel.SlaveNotFoundError)):
+        return True
+    return isinstance(error, redis.ConnectionError) and any(
+        isinstance(cause, ConnectionRefusedError) for cause in _causes(error)
+    )
+
+
 def is_reply_lost(error: BaseException) -> bool:
-    return isinstance(error, _REPLY_LOST) and not isinstance(error, (*_FINAL, *_NOT_RUN))
+    if not isinstance(error, _REPLY_LOST) or isinstance(error, (*_FINAL, *_NOT_RUN)):
+        return False
+    return not (never_sent(error) or is_refused_connection(error))
+
+
+# Replies that say the command did not run, or ran on a master that has just stepped down
+# (UNBLOCKED: a WAIT ended by a demotion), and that pass once the server settles.
+_RETRIED_REPLIES = ("BUSY ", "LOADING ", "MASTERDOWN ", "UNBLOCKED ")
 
 
 def is_retryable(error: BaseException) -> bool:
@@ -137,8 +174,10 @@ def is_retryable(error: BaseException) -> bool:
         # No node answered (the Cluster client could not even be made), or a slot map in motion.
         return not isinstance(error, _CLUSTER_FINAL)
     if isinstance(error, redis.ResponseError):
-        return str(error).startswith(("BUSY ", "LOADING ", "MASTERDOWN "))
-    return is_reply_lost(error)
+        return str(error).startswith(_RETRIED_REPLIES)
+    if is_refused_connection(error):
+        return False
+    return is_reply_lost(error) or never_sent(error)
 
 
 def _decoded(operation: Any, raw: Any) -> Any:
@@ -186,14 +225,14 @@ class Attempts:
         """Seconds to wait before sending again; raises when there is no next time. Once it has
         set ``send_source``, the caller sends scripts by their source from then on."""
         self.count += 1
-        if is_reply_lost(error):
+        if is_reply_lost(error) or str(error).startswith("UNBLOCKED "):
             self.maybe_applied = True
         if not is_retryable(error):
             raise self._final(error) from error
         self._shortfall = error if isinstance(error, ReplicaShortfall) else None
         self.rediscover = isinstance(
             error, (redis.exceptions.AskError, redis.exceptions.ReadOnlyError, ReplicaShortfall)
-        )
+        ) or str(error).startswith("UNBLOCKED ")
         no_script = isinstance(error, redis.exceptions.NoScriptError)
         # EVAL both loads the script and runs it: no SCRIPT FLUSH can come in between.
         self.send_source = self.send_source or no_script
@@ -237,9 +276,13 @@ class Attempts:
         if isinstance(error, redis.ResponseError):
             key = self.operations[0].chat_key if len(self.operations) == 1 else ""
             typed = error_from_reply(error, key)
+        elif isinstance(error, redis.AuthenticationError) or is_refused_connection(error):
+            typed = ConnectionRefusedByServerError(error)
         else:
             typed = error
-        if self.maybe_applied and isinstance(typed, CommandRefusedError):
+        if self.maybe_applied and isinstance(
+            typed, (CommandRefusedError, ConnectionRefusedByServerError)
+        ):
             # Refused before any script ran, after a send whose reply was lost: that send may
             # have applied it. Only a send with the same op id can tell.
             return self._spent(self.clock() - self.started)

@@ -118,7 +118,11 @@ class RedisChatStore(StoreBase[redis.Redis]):
                 with self.client.pipeline(transaction=False) as pipe:
                     for operation in batch:
                         wire = self._wire(operation, attempts.send_source)
-                        pipe.execute_command(*wire, **NO_DECODING)  # type: ignore[no-untyped-call]
+                        # The node named: redis-py's sync Cluster pipeline would otherwise ask
+                        # the server for an EVALSHA's keys (COMMAND GETKEYS), one round trip
+                        # each. A MOVED reply is sent again by redis-py without it.
+                        options = {**NO_DECODING, "target_nodes": self._node_of(operation)}
+                        pipe.execute_command(*wire, **options)  # type: ignore[no-untyped-call]
                     replies = pipe.execute(raise_on_error=False)
             else:
                 commands = self._batch_wire(batch, transaction, attempts.send_source)
@@ -132,6 +136,9 @@ class RedisChatStore(StoreBase[redis.Redis]):
             return self.execute(operation)
         except ChatStoreError as error:
             return error
+
+    def _node_of(self, operation: ops.Operation[Any]) -> Any:
+        return self.client.get_node_from_key(operation.keys[0])  # type: ignore[attr-defined]
 
     def _send_on_node(
         self, key: bytes | None, commands: Sequence[tuple[ops.Arg, ...]]
