@@ -23,6 +23,7 @@ from atomic_chat_store.bench import OPERATIONS, SYSTEMS, BenchConfig, CleanupWar
 from atomic_chat_store.bench import runner as bench_runner
 from atomic_chat_store.bench.counting import Counter
 from atomic_chat_store.bench.data import make_conversation, make_message
+from atomic_chat_store.bench.model import NO_SUCH_OPERATION
 from atomic_chat_store.bench.systems import OpArgs
 from atomic_chat_store.cli import _Interrupts, main
 from atomic_chat_store.server import RedisServer
@@ -51,6 +52,14 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
     return out, results(out)
 
 
+# The seed (llama-index-storage-chat-store-redis 0.8) has no replace and no range read.
+SEED_HAS_NO = ("replace_middle", "get_last")
+
+
+def expected_status(cell: dict[str, Any]) -> str:
+    return NO_SUCH_OPERATION if cell["system"] == "seed" and cell["op"] in SEED_HAS_NO else "ok"
+
+
 def test_quick_run_has_every_system_operation_and_size(quick_run):
     _, data = quick_run
     assert data["config"]["quick"] is True
@@ -62,6 +71,11 @@ def test_quick_run_has_every_system_operation_and_size(quick_run):
                 found = cells(data, system=system, op=op, size=size)
                 assert len(found) == 1, (system, op, size)
                 cell = found[0]
+                if system == "seed" and op in SEED_HAS_NO:
+                    assert cell["status"] == NO_SUCH_OPERATION, cell
+                    assert cell["samples"] == 0 and cell["error"] is None, cell
+                    assert "has no such operation" in cell["detail"], cell
+                    continue
                 assert cell["status"] == "ok", cell
                 assert cell["samples"] >= data["config"]["min_repeat"]
                 assert 0 < cell["median_s"] <= cell["p99_s"]
@@ -88,6 +102,9 @@ def test_seed_delete_at_the_middle_is_marked_wrong(quick_run):
     for op in ("append", "insert_middle", "delete_last", "set_all", "get_all"):
         for cell in cells(data, system="seed", op=op):
             assert cell["correct"] is True, cell
+    for op in SEED_HAS_NO:
+        for cell in cells(data, system="seed", op=op):
+            assert cell["correct"] is None and cell["round_trips"] is None, cell
     for cell in cells(data, system="seed", op="insert_middle"):
         assert cell["round_trips"] > cell["size"]
     for cell in cells(data, system="seed", op="set_all"):
@@ -100,6 +117,53 @@ def test_floor_is_one_round_trip(quick_run):
         assert cell["round_trips"] == 1, cell
         assert cell["correct"] is True, cell
         assert cell["commands"] == (2 if cell["op"] == "set_all" else 1)
+
+
+def test_replace_and_last_20_rows(quick_run):
+    """Both new rows are measured on the store (sync and async) and the floor, checked against a
+    Python list, one round trip each; the seed's cells say it has no such operation, in the
+    report's tables too, never as an error or an empty cell."""
+    out, data = quick_run
+    for op in SEED_HAS_NO:
+        for system in ("sync", "async", "floor"):
+            for cell in cells(data, system=system, op=op):
+                assert cell["status"] == "ok" and cell["correct"] is True, cell
+                assert cell["round_trips"] == 1 and cell["commands"] == 1, cell
+        for ratio in (r for r in data["ratios"] if r["op"] == op):
+            assert ratio["seed_over_store"] is None and ratio["store_over_floor"] > 0, ratio
+    assert data["floor_definitions"]["replace_middle"].startswith("LSET key")
+    assert data["floor_definitions"]["get_last"].startswith("LRANGE key -20 -1")
+    report = (out / "report.md").read_text(encoding="utf-8")
+    for label in ("replace at the middle", "last 20 of N"):
+        rows = [line for line in report.splitlines() if line.startswith(f"| {label} |")]
+        assert len(rows) == len(QUICK_SIZES), label
+        for row in rows:
+            columns = [column.strip() for column in row.strip("|").split("|")]
+            assert columns[4] == NO_SUCH_OPERATION, row  # the seed's latency
+            assert columns[6] == "no such op", row  # seed ÷ store
+            assert columns[8] == "1/no op/1" and columns[9] == "yes/no op/yes", row
+    assert "The seed has no such operation as replace at the middle or last 20 of N" in report
+
+
+def test_the_check_catches_a_wrong_replace_or_last_20():
+    """The correctness pass compares against a Python list: a replace that leaves the old
+    message, returns the new one or puts it elsewhere, and a range read of the wrong end, fail."""
+    canonical = make_conversation("c", 30, 100)
+    new = make_message("new", 100)
+    ids = [m.ident for m in canonical]
+    replace = OpArgs("replace_middle", 30, 15, new, canonical[15])
+    right = [*ids[:15], "new", *ids[16:]]
+    assert bench_runner.check_result(replace, canonical, right, ids[15]) == (True, "")
+    assert not bench_runner.check_result(replace, canonical, ids, ids[15])[0]
+    assert not bench_runner.check_result(replace, canonical, right, "new")[0]
+    elsewhere = [*ids[:14], "new", *ids[15:]]
+    del elsewhere[15]
+    assert not bench_runner.check_result(replace, canonical, elsewhere, ids[15])[0]
+    last = OpArgs("get_last", 30, 15, new, canonical[15])
+    assert bench_runner.check_result(last, canonical, ids, ids[-20:]) == (True, "")
+    correct, detail = bench_runner.check_result(last, canonical, ids, ids[:20])
+    assert not correct and detail.startswith("returned")
+    assert not bench_runner.check_result(last, canonical, ids, ids[-19:])[0]
 
 
 def test_concurrency_section(quick_run):
@@ -172,7 +236,7 @@ def test_url_mode_touches_only_its_own_keys(redis_url, redis_client, tmp_path):
     assert redis_client.get("unrelated:key") == b"keep me"
     assert redis_client.lrange("acs-bench:someone-else:chat", 0, -1) == [b"not ours"]
     assert redis_client.dbsize() == before
-    assert all(c["status"] == "ok" for c in data["results"])
+    assert all(c["status"] == expected_status(c) for c in data["results"])
 
 
 def test_keys_are_removed_when_interrupted(redis_url, redis_client):
@@ -369,6 +433,9 @@ def test_round_trip_counter_agrees_with_monitor(redis_url, redis_client, monitor
             redis_client.script_load(script.source)
         for system in systems:
             for op in OPERATIONS:
+                if not system.supports(op):
+                    assert system.name == "seed" and op in SEED_HAS_NO
+                    continue
                 key = f"{op}:{system.name}"
                 pipe = redis_client.pipeline(transaction=False)
                 pipe.delete(prefix + key)
@@ -383,7 +450,8 @@ def test_round_trip_counter_agrees_with_monitor(redis_url, redis_client, monitor
                 assert counter.commands == len(sent), (system.name, op, [c.name for c in sent])
                 if system.name in ("sync", "async"):
                     assert counter.round_trips == 1
-                    assert [c.name for c in sent] == ["LRANGE" if op == "get_all" else "EVALSHA"]
+                    reads = ("get_all", "get_last")
+                    assert [c.name for c in sent] == ["LRANGE" if op in reads else "EVALSHA"]
     finally:
         for client in clients:
             client.close()

@@ -201,7 +201,7 @@ def _bench(args: argparse.Namespace, command: str) -> int:
 
     out, err = Console(), Console(stderr=True)
     if not out.is_terminal:  # a pipe or a file: wide enough for the tables not to wrap
-        out = Console(width=max(out.width, 160))
+        out = Console(width=max(out.width, 180))
     base = BenchConfig.quick_preset() if args.quick else BenchConfig()
     try:
         config = base.with_changes(

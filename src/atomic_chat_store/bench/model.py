@@ -13,18 +13,26 @@ OPERATIONS: tuple[str, ...] = (
     "append",
     "insert_middle",
     "delete_middle",
+    "replace_middle",
     "delete_last",
     "set_all",
     "get_all",
+    "get_last",
 )
 OPERATION_LABELS: dict[str, str] = {
     "append": "append",
     "insert_middle": "insert at the middle",
     "delete_middle": "delete at the middle",
+    "replace_middle": "replace at the middle",
     "delete_last": "delete last",
     "set_all": "set all",
     "get_all": "get all",
+    "get_last": "last 20 of N",
 }
+LAST_COUNT = 20  # get_last reads the last this many: get_messages(key, -20)
+
+# A cell's status when the system has no method for the operation (the seed: replace, ranges).
+NO_SUCH_OPERATION = "no such operation"
 
 SYSTEMS: tuple[str, ...] = ("sync", "async", "seed", "floor")
 SYSTEM_LABELS: dict[str, str] = {
@@ -51,6 +59,8 @@ FLOOR_DEFINITIONS: dict[str, str] = {
     "delete_last": "RPOP key",
     "set_all": "pipeline, no MULTI: DEL key + RPUSH key p1 ... pN (1 round trip, 2 commands)",
     "get_all": "LRANGE key 0 -1, replies left as bytes (no JSON decoding)",
+    "replace_middle": "LSET key <middle index> payload",
+    "get_last": f"LRANGE key -{LAST_COUNT} -1, replies left as bytes (no JSON decoding)",
 }
 
 TARGET_SIZE = 1000
@@ -132,7 +142,7 @@ class Cell:
     system: str
     op: str
     size: int
-    status: str = "ok"  # "ok", "not installed" or "error"
+    status: str = "ok"  # "ok", "not installed", NO_SUCH_OPERATION or "error"
     samples: list[float] = field(default_factory=list)
     round_trips: int | None = None
     commands: int | None = None

@@ -12,6 +12,7 @@ from typing import Any
 
 from .model import (
     FLOOR_DEFINITIONS,
+    NO_SUCH_OPERATION,
     OPERATION_LABELS,
     OPERATIONS,
     SHORT_LABELS,
@@ -110,6 +111,11 @@ def format_rate(rate: float | None) -> str:
     return f"{rate:,.0f}" if rate >= 10 else f"{rate:.2g}"
 
 
+# Where a system has no such operation, its cells say so in every column (not "-", which
+# would read as a measurement that failed).
+NO_OP = "no op"
+
+
 def _latency(cell: Cell | None) -> str:
     if cell is None:
         return "-"
@@ -119,15 +125,26 @@ def _latency(cell: Cell | None) -> str:
 
 
 def _round_trips(cell: Cell | None) -> str:
+    if cell is not None and cell.status == NO_SUCH_OPERATION:
+        return NO_OP
     if cell is None or cell.status != "ok" or cell.round_trips is None:
         return "-"
     return f"{cell.round_trips:,}"
 
 
 def _right(cell: Cell | None) -> str:
+    if cell is not None and cell.status == NO_SUCH_OPERATION:
+        return NO_OP
     if cell is None or cell.status != "ok" or cell.correct is None:
         return "-"
     return "yes" if cell.correct else "NO"
+
+
+def _seed_ratio(report: BenchReport, op: str, size: int) -> str:
+    seed = report.cell("seed", op, size)
+    if seed is not None and seed.status == NO_SUCH_OPERATION:
+        return "no such op"
+    return format_ratio(report.ratio("seed", "sync", op, size))
 
 
 def _wrong(cell: Cell | None) -> bool:
@@ -151,7 +168,7 @@ def headline_table(report: BenchReport) -> Table:
                     _latency(cells["async"]),
                     _latency(cells["seed"]),
                     _latency(cells["floor"]),
-                    format_ratio(report.ratio("seed", "sync", op, size)),
+                    _seed_ratio(report, op, size),
                     format_ratio(report.ratio("sync", "floor", op, size)),
                     "/".join(_round_trips(cells[name]) for name in RIGHT_SYSTEMS),
                     "/".join(_right(cells[name]) for name in RIGHT_SYSTEMS),
@@ -255,6 +272,15 @@ def notes(report: BenchReport) -> list[str]:
         "During the timed runs the harness's own objects are frozen out of Python's cyclic GC "
         "(gc.freeze): collections still run, over what the operations allocate only.",
     ]
+    missing = {(cell.system, cell.op) for cell in report.cells if cell.status == NO_SUCH_OPERATION}
+    for name in SYSTEMS:
+        ops = [OPERATION_LABELS[op] for op in OPERATIONS if (name, op) in missing]
+        if ops:
+            lines.append(
+                f"The {SHORT_LABELS[name]} has no such operation as {' or '.join(ops)}: its "
+                f"cells there say so ({NO_OP!r} in the round trips and right? columns); "
+                "nothing failed."
+            )
     if not report.systems.get("seed", {}).get("installed", True):
         lines.append(
             "The seed (llama-index-storage-chat-store-redis) is not installed: "
@@ -363,7 +389,7 @@ def render_markdown(report: BenchReport, plots: Sequence[str] = ()) -> str:
 
 def write_plots(report: BenchReport, directory: Path) -> list[str]:
     """Median latency against N, log-log, one line per system: one PNG per operation and one
-    with all six. Returns the file names."""
+    with them all. Returns the file names."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
@@ -399,6 +425,20 @@ def write_plots(report: BenchReport, directory: Path) -> list[str]:
         # On a narrow range 1-2-5 leaves too few labelled ticks: label the minor ones too.
         narrow = bool(plotted) and max(plotted) < 3 * min(plotted)
         axes.yaxis.set_minor_formatter(time_labels if narrow else NullFormatter())
+        missing = [
+            SHORT_LABELS[name]
+            for name in SYSTEMS
+            if any(
+                (cell := report.cell(name, op, size)) is not None
+                and cell.status == NO_SUCH_OPERATION
+                for size in report.config.sizes
+            )
+        ]
+        if missing:
+            axes.text(
+                0.02, 0.97, f"{', '.join(missing)}: no such operation",
+                transform=axes.transAxes, va="top", fontsize="small", color="dimgray",
+            )  # fmt: skip
         axes.set_title(OPERATION_LABELS[op])
         axes.set_xlabel("messages in the conversation (N)")
         axes.set_ylabel("median latency")
@@ -415,9 +455,9 @@ def write_plots(report: BenchReport, directory: Path) -> list[str]:
         figure.savefig(directory / name, dpi=110)
         names.append(name)
 
-    figure = Figure(figsize=(15, 8.5), layout="constrained")
+    figure = Figure(figsize=(20, 8.5), layout="constrained")
     FigureCanvasAgg(figure)
-    grid = figure.subplots(2, 3)
+    grid = figure.subplots(2, (len(OPERATIONS) + 1) // 2)
     for axes, op in zip(grid.flat, OPERATIONS, strict=True):
         draw(axes, op)
     handles, labels = grid.flat[0].get_legend_handles_labels()

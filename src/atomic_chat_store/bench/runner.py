@@ -35,6 +35,8 @@ from .counting import Counter, counting_async_client, counting_client
 from .data import BenchMessage, describe_difference, idents, make_conversation, make_message
 from .machine import describe_machine
 from .model import (
+    LAST_COUNT,
+    NO_SUCH_OPERATION,
     OPERATIONS,
     SYSTEM_LABELS,
     SYSTEMS,
@@ -44,6 +46,7 @@ from .model import (
     ConcurrencyResult,
 )
 from .systems import (
+    SEED_PACKAGE,
     AsyncStore,
     Call,
     Floor,
@@ -129,7 +132,7 @@ def reset_conversation(client: redis.Redis, key: str, messages: Sequence[BenchMe
 def restore_conversation(
     client: redis.Redis, key: str, args: OpArgs, canonical: Sequence[BenchMessage]
 ) -> None:
-    """Undo one correct operation on ``canonical`` cheaply (set_all and get_all leave nothing
+    """Undo one correct operation on ``canonical`` cheaply (set_all and the reads leave nothing
     to undo); if that cannot work, rewrite the list."""
     raw: Any = client  # redis-py types values as str; bytes are what it sends anyway
     if args.op == "append":
@@ -147,6 +150,8 @@ def restore_conversation(
                 reset_conversation(client, key, canonical)
         else:
             client.rpush(key, removed.payload)
+    elif args.op == "replace_middle":
+        raw.lset(key, args.index, canonical[args.index].payload)
     elif args.op == "delete_last":
         client.rpush(key, canonical[-1].payload)
 
@@ -164,12 +169,16 @@ def expected_result(args: OpArgs, canonical: Sequence[BenchMessage]) -> tuple[li
         return [*ids[: args.index], args.new.ident, *ids[args.index :]], len(ids) + 1
     if args.op == "delete_middle":
         return ids[: args.index] + ids[args.index + 1 :], ids[args.index]
+    if args.op == "replace_middle":
+        return [*ids[: args.index], args.new.ident, *ids[args.index + 1 :]], ids[args.index]
     if args.op == "delete_last":
         return ids[:-1], ids[-1]
     if args.op == "set_all":
         return [m.ident for m in args.target], len(args.target)
     if args.op == "get_all":
         return ids, ids
+    if args.op == "get_last":
+        return ids, ids[-LAST_COUNT:]
     raise ValueError(f"unknown operation {args.op!r}")
 
 
@@ -265,7 +274,8 @@ def _measure_group(
     runs = []
     for name, system in run.systems.items():
         cell = cells[name]
-        runs.append(_CellRun(system, run.counting[name], cell, f"{op}:{size}:{name}"))
+        if cell.status == "ok":  # not a system without the operation
+            runs.append(_CellRun(system, run.counting[name], cell, f"{op}:{size}:{name}"))
 
     def describe(detail: str) -> str:
         return f"{op} N={size:,} {detail}"
@@ -384,12 +394,22 @@ def _measure_latency(run: _Run) -> list[Cell]:
         for op in OPERATIONS:
             cells = {name: Cell(name, op, size) for name in SYSTEMS}
             for name in SYSTEMS:
-                if name not in run.systems:
+                system = run.systems.get(name)
+                if system is None:
                     cells[name].status = "not installed"
+                elif not system.supports(op):
+                    cells[name].status = NO_SUCH_OPERATION
+                    cells[name].detail = _no_such_operation(run, name)
             _measure_group(run, op, size, canonical, replacement, new, cells)
             run.units_done += len(run.systems)
             all_cells.extend(cells[name] for name in SYSTEMS)
     return all_cells
+
+
+def _no_such_operation(run: _Run, name: str) -> str:
+    if name == "seed" and run.seed is not None:
+        return f"the seed ({SEED_PACKAGE} {run.seed.version}) has no such operation"
+    return f"{SYSTEM_LABELS[name]} has no such operation"
 
 
 def _measure_concurrency(run: _Run) -> list[ConcurrencyResult]:
