@@ -580,6 +580,41 @@ def test_a_poll_that_raises_stops_the_clients():
     assert store.calls == done < 2 * 500
 
 
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://127.0.0.1:1", "scheme 'http' is not supported"),
+        ("redis+cluster://127.0.0.1:1/3", "a Redis Cluster has only db 0"),
+        ("redis+sentinel://127.0.0.1:1/bad name", "service name"),
+    ],
+)
+def test_a_bad_url_is_a_usage_error(url, message, capsys):
+    # Refused before a server is started or anything connects: a usage error, status 2.
+    assert main(["bench", "--url", url, *TINY]) == 2
+    assert message in " ".join(capsys.readouterr().err.split())
+
+
+def test_a_seed_that_cannot_be_built_says_so(monkeypatch, redis_url, tmp_path):
+    """A seed that refuses the run's clients (as it could a client kind it does not know) is
+    reported in its cells and its concurrency row; the rest of the run goes on."""
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise TypeError("this client is not a redis.Redis")
+
+    monkeypatch.setattr(bench_runner, "Seed", refuse)
+    assert main(["bench", "--url", redis_url, "--out", str(tmp_path), *TINY]) == 0
+    data = results(tmp_path)
+    for cell in data["results"]:
+        if cell["system"] == "seed":
+            assert cell["status"] == "error", cell
+            assert cell["error"].startswith("the seed could not be built on this server: "), cell
+            assert "not a redis.Redis" in cell["error"]
+        else:
+            assert cell["status"] == "ok" and cell["correct"] is True, cell
+    seed = next(r for r in data["concurrency"] if r["system"] == "seed")
+    assert seed["status"] == "error" and "could not be built" in seed["first_error"]
+
+
 def test_unreachable_url_fails_cleanly(capsys):
     # Port 1 on the loopback: nothing listens there.
     assert main(["bench", "--url", "redis://127.0.0.1:1/0", *TINY]) == 1

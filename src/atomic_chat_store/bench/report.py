@@ -84,6 +84,13 @@ TARGET_COLUMNS = (_text("target"), Column("measured"), _text("status"))
 PLOT_COLORS = {"sync": "tab:blue", "async": "tab:cyan", "seed": "tab:red", "floor": "tab:gray"}
 
 
+def describe_server(server: dict[str, Any]) -> str:
+    """'7.0.15 (private server)', '7.2.4 (url server, cluster)'."""
+    kind = server.get("kind")
+    shown = "" if kind in (None, "standalone") else f", {kind}"
+    return f"{server.get('version')} ({server.get('mode')} server{shown})"
+
+
 def format_time(seconds: float | None) -> str:
     if seconds is None:
         return "-"
@@ -320,7 +327,7 @@ def render_markdown(report: BenchReport, plots: Sequence[str] = ()) -> str:
                     ["platform", str(machine.get("platform"))],
                     ["Python", str(machine.get("python"))],
                     ["redis-py", f"{machine.get('redis_py')} (hiredis {machine.get('hiredis')})"],
-                    ["Redis server", f"{server.get('version')} ({server.get('mode')} server)"],
+                    ["Redis server", describe_server(server)],
                     ["pydantic", str(machine.get("pydantic"))],
                     [
                         "seed",

@@ -27,7 +27,10 @@ from typing import Any
 
 import redis
 import redis.asyncio
+import redis.asyncio.cluster
+import redis.cluster
 
+from ..connection import async_client_from_url, client_from_url, parse_url
 from ..scripts import scripts
 from ..server import RedisServer
 from . import concurrency
@@ -73,7 +76,9 @@ def new_prefix() -> str:
 
 
 def remove_prefix(client: redis.Redis, prefix: str) -> int:
-    """Delete every key under ``prefix`` (an incremental SCAN, never KEYS, never FLUSH*)."""
+    """Delete every key under ``prefix`` (an incremental SCAN, never KEYS, never FLUSH*). On a
+    Cluster, redis-py's ``RedisCluster.scan_iter`` scans every primary, and its ``delete``
+    splits the keys by slot."""
     removed = 0
     batch: list[bytes] = []
     for key in client.scan_iter(match=prefix + "*", count=1000):
@@ -99,6 +104,8 @@ class _Run:
     counting: dict[str, System] = field(default_factory=dict)
     counter: Counter = field(default_factory=Counter)
     warnings: list[str] = field(default_factory=list)
+    # system -> why it could not be built (its cells and concurrency row are errors saying so)
+    unavailable: dict[str, str] = field(default_factory=dict)
     units_done: float = 0.0
     units_total: float = 1.0
 
@@ -395,7 +402,9 @@ def _measure_latency(run: _Run) -> list[Cell]:
             cells = {name: Cell(name, op, size) for name in SYSTEMS}
             for name in SYSTEMS:
                 system = run.systems.get(name)
-                if system is None:
+                if name in run.unavailable:
+                    cells[name].status, cells[name].error = "error", run.unavailable[name]
+                elif system is None:
                     cells[name].status = "not installed"
                 elif not system.supports(op):
                     cells[name].status = NO_SUCH_OPERATION
@@ -427,6 +436,9 @@ def _measure_concurrency(run: _Run) -> list[ConcurrencyResult]:
         )
         results.append(result)
         system = run.systems.get(name)
+        if name in run.unavailable:
+            result.status, result.first_error = "error", run.unavailable[name]
+            continue
         if system is None:
             result.status = "not installed"
             continue
@@ -469,30 +481,46 @@ def _build_systems(run: _Run, stack: contextlib.ExitStack) -> None:
 
     def sync_client(counter: Counter | None = None) -> redis.Redis:
         client = (
-            redis.Redis.from_url(url, socket_timeout=SOCKET_TIMEOUT_S)
+            client_from_url(url, socket_timeout=SOCKET_TIMEOUT_S)
             if counter is None
             else counting_client(url, counter, socket_timeout=SOCKET_TIMEOUT_S)
         )
         stack.callback(client.close)
-        client.ping()  # connected before anything is timed or counted
+        # Connected before anything is timed or counted: on a Cluster, to every node.
+        if isinstance(client, redis.cluster.RedisCluster):
+            client.ping(target_nodes=redis.cluster.RedisCluster.ALL_NODES)
+        else:
+            client.ping()
         return client
 
     def async_client(counter: Counter | None = None) -> redis.asyncio.Redis:
         client = (
-            redis.asyncio.Redis.from_url(url, socket_timeout=SOCKET_TIMEOUT_S)
+            async_client_from_url(url, socket_timeout=SOCKET_TIMEOUT_S)
             if counter is None
             else counting_async_client(url, counter, socket_timeout=SOCKET_TIMEOUT_S)
         )
         stack.callback(lambda: loop.run_until_complete(client.aclose()))
-        loop.run_until_complete(client.ping())
+        if isinstance(client, redis.asyncio.cluster.RedisCluster):
+            every_node = redis.asyncio.cluster.RedisCluster.ALL_NODES
+            loop.run_until_complete(client.ping(target_nodes=every_node))
+        else:
+            loop.run_until_complete(client.ping())
         return client
 
     for counter, systems in ((None, run.systems), (run.counter, run.counting)):
         systems["sync"] = SyncStore(prefix, sync_client(counter))
         systems["async"] = AsyncStore(prefix, async_client(counter), loop)
-        if run.seed is not None:
+        if run.seed is not None and "seed" not in run.unavailable:
             # The seed's async client is never used here, but given so the seed makes none.
-            systems["seed"] = Seed(prefix, run.seed, sync_client(counter), async_client(counter))
+            try:
+                systems["seed"] = Seed(
+                    prefix, run.seed, sync_client(counter), async_client(counter)
+                )
+            except Exception as error:  # e.g. a client of a kind it does not take
+                run.unavailable["seed"] = (
+                    f"the seed could not be built on this server: {type(error).__name__}: {error}"
+                )
+                run.systems.pop("seed", None)
         systems["floor"] = Floor(prefix, sync_client(counter))
     # Order of turns within a repetition, before rotation: as in SYSTEMS.
     run.systems = {name: run.systems[name] for name in SYSTEMS if name in run.systems}
@@ -522,7 +550,9 @@ def run_bench(
     seed_classes = load_seed() if seed is True else (seed or None)
     prefix = new_prefix()
 
-    server_info: dict[str, Any] = {"mode": "url" if url else "private"}
+    # "standalone", "unix", "sentinel" or "cluster"; a bad URL fails here, before anything starts.
+    kind = parse_url(url).kind if url is not None else "standalone"
+    server_info: dict[str, Any] = {"mode": "url" if url else "private", "kind": kind}
     with contextlib.ExitStack() as stack:
         if url is None:
             server = RedisServer()
@@ -531,7 +561,7 @@ def run_bench(
             url = server.url
             server_info["binary"] = server.binary
         loop = stack.enter_context(_event_loop())
-        admin = redis.Redis.from_url(url, socket_timeout=SOCKET_TIMEOUT_S)
+        admin = client_from_url(url, socket_timeout=SOCKET_TIMEOUT_S)
         stack.callback(admin.close)
         run = _Run(config, url, prefix, loop, admin, seed_classes, progress or _no_progress)
         # Registered before anything is written: runs last-in-first-out, before admin.close.
