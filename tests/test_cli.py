@@ -166,6 +166,82 @@ def test_the_check_catches_a_wrong_replace_or_last_20():
     assert not bench_runner.check_result(last, canonical, ids, ids[-19:])[0]
 
 
+def test_record_cost_section(quick_run):
+    """Bytes of the list and of its record for every N, written by one set_messages and by N
+    appends, and after delete_messages; the append with and without its op id recorded, beside
+    RPUSH, in the same interleaved groups; the server's and Python's share of each call."""
+    out, data = quick_run
+    record = data["record_cost"]
+    assert record["error"] is None and record["window_size"] == 1000
+    rows = {row["size"]: row for row in record["bytes"]}
+    assert set(rows) == set(QUICK_SIZES)
+    message_bytes = data["config"]["message_bytes"]
+    for size, row in rows.items():
+        assert row["error"] is None, row
+        assert row["set_op_ids"] == 1
+        assert row["appended_op_ids"] == min(size, 1000)
+        assert row["deleted_op_ids"] == min(size + 1, 1000)
+        assert row["set_list_bytes"] >= size * message_bytes
+        assert row["appended_list_bytes"] >= size * message_bytes
+        assert 0 < row["set_record_bytes"] < row["appended_record_bytes"]
+        # The record keeps what delete_messages removed, as the reply of its op id.
+        assert row["deleted_record_bytes"] > row["appended_record_bytes"] + size * message_bytes
+    calls = {call["name"]: call for call in record["calls"]}
+    assert set(calls) == {"recorded", "unrecorded", "rpush"}
+    for name, call in calls.items():
+        # A private server: only the bench's own calls are counted.
+        assert call["calls"] == 5 * data["config"]["repeat"], call
+        assert call["server_us"] > 0, call
+        assert (call["build_us"] is None) == (name == "rpush"), call
+    for size in QUICK_SIZES:
+        [unrecorded] = cells(data, system="unrecorded", op="append", size=size)
+        assert unrecorded["status"] == "ok" and unrecorded["correct"] is True, unrecorded
+        assert unrecorded["round_trips"] == 1 and unrecorded["commands"] == 1
+        assert unrecorded["samples"] >= data["config"]["min_repeat"]
+    assert {c["op"] for c in cells(data, system="unrecorded")} == {"append"}
+    assert data["systems"]["unrecorded"]["label"].endswith("(bench only)")
+    report = (out / "report.md").read_text(encoding="utf-8")
+    for heading in (
+        "## What the op id record costs",
+        "### Bytes per conversation",
+        "### Time per append",
+        "### Where an append's time goes",
+    ):
+        assert heading in report
+    assert "After delete_messages the record keeps the removed messages" in report
+    assert "record-cost.png" in data["plots"]
+
+
+def test_the_unrecorded_append_records_nothing(redis_url, redis_client):
+    """The bench's append without an op id changes the list and the version, and leaves no op id
+    in the record; fill_record fills a record to its window, as the timed appends start from."""
+    from atomic_chat_store.bench import record
+    from atomic_chat_store.bench.systems import SyncStore, UnrecordedStore
+
+    prefix = f"acs-bench:{uuid.uuid4().hex}:"
+    conversation = make_conversation("c", 5, 100)
+    new = make_message("new", 100)
+    unrecorded = UnrecordedStore(prefix, redis_client)
+    recorded = SyncStore(prefix, redis_client)
+    args = OpArgs("append", 5, 2, new, conversation[2])
+    for system in (unrecorded, recorded):
+        list_key, record_key = record.keys_of(redis_client, prefix, system.name)
+        bench_runner.reset_conversation(redis_client, list_key.decode(), conversation)
+        assert system.run(system.call(args, system.name)) == 6
+        assert redis_client.lindex(list_key, -1) == new.payload
+        fields = set(redis_client.hkeys(record_key))
+        assert b"v" in fields  # the version is bumped either way
+        op_ids = [field for field in fields if field.startswith(b"o:")]
+        assert len(op_ids) == (0 if system is unrecorded else 1), fields
+    with pytest.raises(ValueError, match="no such operation"):
+        unrecorded.call(OpArgs("delete_last", 5, 2, new, None), "x")
+
+    record.fill_record(redis_client, prefix, "filled", new)
+    list_key, record_key = record.keys_of(redis_client, prefix, "filled")
+    assert redis_client.llen(list_key) == 1000
+    assert sum(1 for _ in redis_client.hscan_iter(record_key, match="o:*")) == 1000
+
+
 def test_concurrency_section(quick_run):
     _, data = quick_run
     by_system = {r["system"]: r for r in data["concurrency"]}
@@ -217,7 +293,9 @@ def test_python_dash_m_bench_quick(tmp_path):
     assert "Targets" in completed.stdout
     assert "Concurrency" in completed.stdout
     data = results(tmp_path)
-    assert len(data["results"]) == len(SYSTEMS) * len(OPERATIONS) * len(QUICK_SIZES)
+    # Every system and operation, and the append without op id recorded, at every N.
+    assert len(data["results"]) == (len(SYSTEMS) * len(OPERATIONS) + 1) * len(QUICK_SIZES)
+    assert "Op id record: bytes per conversation" in completed.stdout
     assert data["command"].startswith("atomic-chat-store bench --quick")
 
 
@@ -405,7 +483,14 @@ def test_round_trip_counter_agrees_with_monitor(redis_url, redis_client, monitor
     import asyncio
 
     from atomic_chat_store.bench.counting import counting_async_client, counting_client
-    from atomic_chat_store.bench.systems import AsyncStore, Floor, Seed, SyncStore, load_seed
+    from atomic_chat_store.bench.systems import (
+        AsyncStore,
+        Floor,
+        Seed,
+        SyncStore,
+        UnrecordedStore,
+        load_seed,
+    )
     from atomic_chat_store.scripts import scripts
 
     prefix = f"acs-bench:{uuid.uuid4().hex}:"
@@ -413,13 +498,14 @@ def test_round_trip_counter_agrees_with_monitor(redis_url, redis_client, monitor
     loop = asyncio.new_event_loop()
     seed = load_seed()
     assert seed is not None
-    clients = [counting_client(redis_url, counter) for _ in range(3)]
+    clients = [counting_client(redis_url, counter) for _ in range(4)]
     async_clients = [counting_async_client(redis_url, counter) for _ in range(2)]
     systems = [
         SyncStore(prefix, clients[0]),
         AsyncStore(prefix, async_clients[0], loop),
         Seed(prefix, seed, clients[1], async_clients[1]),
         Floor(prefix, clients[2]),
+        UnrecordedStore(prefix, clients[3]),
     ]
     conversation = make_conversation("c", 10, 100)
     replacement = make_conversation("r", 10, 100)
@@ -434,7 +520,9 @@ def test_round_trip_counter_agrees_with_monitor(redis_url, redis_client, monitor
         for system in systems:
             for op in OPERATIONS:
                 if not system.supports(op):
-                    assert system.name == "seed" and op in SEED_HAS_NO
+                    assert (system.name == "seed" and op in SEED_HAS_NO) or (
+                        system.name == "unrecorded" and op != "append"
+                    )
                     continue
                 key = f"{op}:{system.name}"
                 pipe = redis_client.pipeline(transaction=False)
@@ -448,7 +536,7 @@ def test_round_trip_counter_agrees_with_monitor(redis_url, redis_client, monitor
                     system.run(call)
                 sent = [c for c in seen if c.client != "lua"]
                 assert counter.commands == len(sent), (system.name, op, [c.name for c in sent])
-                if system.name in ("sync", "async"):
+                if system.name in ("sync", "async", "unrecorded"):
                     assert counter.round_trips == 1
                     reads = ("get_all", "get_last")
                     assert [c.name for c in sent] == ["LRANGE" if op in reads else "EVALSHA"]

@@ -338,10 +338,14 @@ def _progress(console: Any, enabled: bool, interrupts: _Interrupts) -> Iterator[
 def print_report(console: Any, report: Any) -> None:
     """The run's tables on the terminal: the same tables, columns and rows as report.md."""
     from .bench.report import (
+        call_cost_table,
         concurrency_table,
         describe_server,
         headline_table,
         notes,
+        record_bytes_table,
+        record_notes,
+        record_time_table,
         target_table,
     )
 
@@ -361,6 +365,15 @@ def print_report(console: Any, report: Any) -> None:
     for row in targets.rows:
         row[-1] = f"[{colors.get(row[-1], 'yellow')}]{row[-1]}[/]"
     console.print(_rich_table("Targets (this run's numbers, sync store)", targets))
+
+    if report.record_cost is not None:
+        console.print(
+            _rich_table("Op id record: bytes per conversation", record_bytes_table(report))
+        )
+        console.print(_rich_table("Op id record: time per append", record_time_table(report)))
+        console.print(_rich_table("Where an append's time goes", call_cost_table(report)))
+        for line in record_notes(report):
+            console.print(f"[dim]• {line}[/]")
 
     title = f"Concurrency: {report.config.clients} clients on one conversation"
     console.print(_rich_table(title, concurrency_table(report)))

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .model import (
+    ALL_SYSTEMS,
     FLOOR_DEFINITIONS,
     NO_SUCH_OPERATION,
     OPERATION_LABELS,
@@ -20,6 +21,8 @@ from .model import (
     SYSTEMS,
     BenchReport,
     Cell,
+    RecordBytes,
+    RecordCost,
 )
 
 
@@ -187,7 +190,7 @@ def headline_table(report: BenchReport) -> Table:
 def detail_table(report: BenchReport, op: str) -> Table:
     table = Table(DETAIL_COLUMNS, [])
     for size in report.config.sizes:
-        for name in SYSTEMS:
+        for name in ALL_SYSTEMS:
             cell = report.cell(name, op, size)
             if cell is None:
                 continue
@@ -252,6 +255,163 @@ def _concurrency_rows(report: BenchReport) -> list[list[str]]:
             ]
         )
     return rows
+
+
+RECORD_BYTES_COLUMNS = (
+    Column("N"),
+    Column("list, bytes"),
+    Column("record after 1 set_messages"),
+    Column("% of list"),
+    Column("record after N appends (op ids)"),
+    Column("% of list"),
+    Column("record after delete_messages (op ids)"),
+    Column("% of the list deleted"),
+)
+RECORD_TIME_COLUMNS = (
+    Column("N"),
+    Column("store append, op id recorded"),
+    Column("store append, no op id"),
+    Column("floor RPUSH"),
+    Column("recorded ÷ RPUSH"),
+    Column("no op id ÷ RPUSH"),
+    Column("recording adds"),
+)
+CALL_COST_COLUMNS = (
+    _text("call"),
+    Column("server time per call"),
+    Column("calls counted"),
+    Column("built in Python (median)"),
+)
+CALL_LABELS = {
+    "recorded": "store append, op id recorded (record full: evicts the oldest id)",
+    "unrecorded": "store append, no op id (records nothing, bumps the version)",
+    "rpush": "floor RPUSH",
+}
+
+
+def format_bytes(count: int | None) -> str:
+    return "-" if count is None else f"{count:,}"
+
+
+def _percent(part: int | None, whole: int | None) -> str:
+    if part is None or not whole:
+        return "-"
+    share = 100 * part / whole
+    return f"{share:.0f} %" if share >= 10 else f"{share:.2g} %"
+
+
+def _with_ids(count: int | None, ids: int | None) -> str:
+    if count is None:
+        return "-"
+    return f"{count:,}" + ("" if ids is None else f" ({ids:,})")
+
+
+def record_bytes_table(report: BenchReport) -> Table:
+    table = Table(RECORD_BYTES_COLUMNS, [])
+    cost = report.record_cost
+    for row in cost.bytes if cost is not None else []:
+        if row.error is not None:
+            table.rows.append([f"{row.size:,}", "error", *["-"] * 5, row.error])
+            table.wrong.append(True)
+            continue
+        table.wrong.append(False)
+        table.rows.append(
+            [
+                f"{row.size:,}",
+                format_bytes(row.appended_list_bytes),
+                _with_ids(row.set_record_bytes, row.set_op_ids),
+                _percent(row.set_record_bytes, row.set_list_bytes),
+                _with_ids(row.appended_record_bytes, row.appended_op_ids),
+                _percent(row.appended_record_bytes, row.appended_list_bytes),
+                _with_ids(row.deleted_record_bytes, row.deleted_op_ids),
+                _percent(row.deleted_record_bytes, row.appended_list_bytes),
+            ]
+        )
+    return table
+
+
+def record_time_table(report: BenchReport) -> Table:
+    """The append cells of the latency section: the store with and without its op id recorded,
+    and the floor, which took turns in the same repetitions."""
+    table = Table(RECORD_TIME_COLUMNS, [])
+    for size in report.config.sizes:
+        cells = [report.cell(name, "append", size) for name in ("sync", "unrecorded", "floor")]
+        if all(cell is None for cell in cells):
+            continue
+        recorded, unrecorded, _ = cells
+        extra = "-"
+        if recorded and unrecorded and recorded.median and unrecorded.median:
+            difference = recorded.median - unrecorded.median
+            extra = ("\u2212" if difference < 0 else "+") + format_time(abs(difference))
+        table.rows.append(
+            [
+                f"{size:,}",
+                *(_latency(cell) for cell in cells),
+                format_ratio(report.ratio("sync", "floor", "append", size)),
+                format_ratio(report.ratio("unrecorded", "floor", "append", size)),
+                extra,
+            ]
+        )
+    return table
+
+
+def call_cost_table(report: BenchReport) -> Table:
+    table = Table(CALL_COST_COLUMNS, [])
+    cost = report.record_cost
+    for call in cost.calls if cost is not None else []:
+        table.rows.append(
+            [
+                CALL_LABELS.get(call.name, call.name),
+                format_time(None if call.server_us is None else call.server_us / 1e6),
+                f"{call.calls:,}",
+                "payload encoded beforehand"
+                if call.name == "rpush"
+                else format_time(None if call.build_us is None else call.build_us / 1e6),
+            ]
+        )
+    return table
+
+
+def record_notes(report: BenchReport) -> list[str]:
+    """What the record-cost tables mean, and what they say about a delete."""
+    cost = report.record_cost
+    if cost is None:
+        return []
+    window = f"{cost.window_size:,}"
+    lines = [
+        "Every write of this store records its op id and its reply in a hash beside the "
+        f"conversation (its record), for a window of the last {window} ids and 10 minutes, so "
+        "that a write sent again (a retry after a lost reply) is applied once. Bytes: "
+        "`MEMORY USAGE <key> SAMPLES 0` (exact) of the list and of its record; the record of a "
+        "conversation written by one set_messages holds 1 op id, by N single appends "
+        f"min(N, {window}).",
+        "After delete_messages the record keeps the removed messages, as the reply of that op "
+        "id, until it expires with the window (10 minutes after the delete): a deleted "
+        "conversation's bytes stay in Redis that long"
+        + (
+            f" ({format_bytes(last.deleted_record_bytes)} bytes for {last.size:,} messages here)."
+            if (last := _last_measured(cost)) is not None
+            else "."
+        ),
+        "Time: the append rows of the latency section, where the store's append, the same "
+        "append sent with an empty op id (built by hand, bench only: the script then records "
+        "nothing but still bumps the version) and the floor's RPUSH took turns; before them the "
+        "store's records were filled to the window, so each timed append also evicts the "
+        "oldest id (a conversation's steady state).",
+        "Server time per call: `INFO commandstats` (usec ÷ calls of EVALSHA, or RPUSH) over "
+        "passes of one kind of call alone; built in Python: the store's operation value "
+        "(message encoded to JSON, op id made), the median of "
+        "1,000. What the server and Python do not account for is the wire: the EVALSHA "
+        "request is larger than RPUSH's, and redis-py handles it through more code.",
+    ]
+    if cost.error:
+        lines.append(f"The time per call could not be measured: {cost.error}")
+    return lines
+
+
+def _last_measured(cost: RecordCost) -> RecordBytes | None:
+    measured = [row for row in cost.bytes if row.deleted_record_bytes is not None]
+    return measured[-1] if measured else None
 
 
 def target_table(report: BenchReport) -> Table:
@@ -354,6 +514,21 @@ def render_markdown(report: BenchReport, plots: Sequence[str] = ()) -> str:
         "Checked against this run's own numbers, with the sync store.",
         "",
         markdown_table(target_table(report)),
+        "",
+        "## What the op id record costs",
+        "",
+        *(line + "\n" for line in record_notes(report)),
+        "### Bytes per conversation",
+        "",
+        markdown_table(record_bytes_table(report)),
+        "",
+        "### Time per append",
+        "",
+        markdown_table(record_time_table(report)),
+        "",
+        "### Where an append's time goes",
+        "",
+        markdown_table(call_cost_table(report)),
         "",
         "## Concurrency",
         "",
@@ -471,7 +646,81 @@ def write_plots(report: BenchReport, directory: Path) -> list[str]:
     figure.legend(handles, labels, loc="outside lower center", ncols=len(labels))
     figure.savefig(directory / "latency-all.png", dpi=100)
     names.append("latency-all.png")
+    if report.record_cost is not None and report.record_cost.bytes:
+        names.append(_plot_record_cost(report, report.record_cost, directory))
     return names
+
+
+def _plot_record_cost(report: BenchReport, cost: RecordCost, directory: Path) -> str:
+    """Bytes of a conversation's list and record against N; the append's median with and
+    without its op id recorded, and RPUSH's, against N."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    figure = Figure(figsize=(12, 4.6), layout="constrained")
+    FigureCanvasAgg(figure)
+    memory, time_axes = figure.subplots(1, 2)
+    sizes = [row.size for row in cost.bytes]
+    series = {
+        "list (N messages)": ("appended_list_bytes", "tab:gray", "o"),
+        "record after 1 set_messages": ("set_record_bytes", "tab:green", "s"),
+        f"record after N appends (min(N, {cost.window_size:,}) op ids)": (
+            "appended_record_bytes",
+            "tab:blue",
+            "o",
+        ),
+        "record after delete_messages": ("deleted_record_bytes", "tab:red", "^"),
+    }
+    for label, (attribute, color, marker) in series.items():
+        points = [
+            (row.size, value)
+            for row in cost.bytes
+            if (value := getattr(row, attribute)) is not None and value > 0
+        ]
+        if points:
+            xs, ys = zip(*points, strict=True)
+            memory.plot(xs, ys, marker=marker, color=color, label=label)
+    memory.set_yscale("log")
+    memory.yaxis.set_major_formatter(FuncFormatter(lambda value, _: _short_bytes(value)))
+    memory.set_ylabel("MEMORY USAGE (bytes)")
+    memory.set_title("bytes per conversation")
+
+    lines = {
+        "sync": ("store append, op id recorded", "tab:blue"),
+        "unrecorded": ("store append, no op id", "tab:purple"),
+        "floor": ("floor RPUSH", "tab:gray"),
+    }
+    for name, (label, color) in lines.items():
+        points = [
+            (size, cell.median)
+            for size in report.config.sizes
+            if (cell := report.cell(name, "append", size)) is not None and cell.median
+        ]
+        if points:
+            xs, ys = zip(*points, strict=True)
+            time_axes.plot(xs, ys, marker="o", color=color, label=label)
+    time_axes.set_ylim(bottom=0)
+    time_axes.yaxis.set_major_formatter(FuncFormatter(lambda value, _: format_time(value)))
+    time_axes.set_ylabel("median latency")
+    time_axes.set_title("time per append")
+    for axes in (memory, time_axes):
+        axes.set_xscale("log")
+        axes.set_xticks(sizes, [f"{size:,}" for size in sizes])
+        axes.xaxis.set_minor_formatter(NullFormatter())
+        axes.set_xlabel("messages in the conversation (N)")
+        axes.grid(True, which="both", alpha=0.3)
+        axes.legend(fontsize="small")
+    name = "record-cost.png"
+    figure.savefig(directory / name, dpi=100)
+    return name
+
+
+def _short_bytes(value: float) -> str:
+    for unit, size in (("MB", 1e6), ("kB", 1e3)):
+        if value >= size:
+            return f"{value / size:g} {unit}"
+    return f"{value:g} B"
 
 
 def write_outputs(report: BenchReport, directory: str | Path) -> list[Path]:

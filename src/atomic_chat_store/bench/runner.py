@@ -31,13 +31,16 @@ import redis.asyncio.cluster
 import redis.cluster
 
 from ..connection import async_client_from_url, client_from_url, parse_url
+from ..operations import StoreConfig
 from ..scripts import scripts
 from ..server import RedisServer
-from . import concurrency
+from . import concurrency, record
 from .counting import Counter, counting_async_client, counting_client
 from .data import BenchMessage, describe_difference, idents, make_conversation, make_message
 from .machine import describe_machine
 from .model import (
+    ALL_SYSTEMS,
+    EXTRA_SYSTEMS,
     LAST_COUNT,
     NO_SUCH_OPERATION,
     OPERATIONS,
@@ -47,6 +50,7 @@ from .model import (
     BenchReport,
     Cell,
     ConcurrencyResult,
+    RecordCost,
 )
 from .systems import (
     SEED_PACKAGE,
@@ -58,6 +62,7 @@ from .systems import (
     SeedClasses,
     SyncStore,
     System,
+    UnrecordedStore,
     load_seed,
 )
 
@@ -67,6 +72,8 @@ ProgressCallback = Callable[[float, float, str], None]
 KEY_PREFIX = "acs-bench"
 SOCKET_TIMEOUT_S = 60.0
 PUSH_CHUNK = 1000
+# The systems whose writes record op ids.
+RECORDING_SYSTEMS = frozenset({"sync", "async"})
 # Outside the clock, to undo an insert by position: no JSON text contains a 0xFF byte.
 MARK = b"\xffacs-bench-mark"
 
@@ -280,8 +287,8 @@ def _measure_group(
     targets = {"canonical": canonical, "replacement": replacement}
     runs = []
     for name, system in run.systems.items():
-        cell = cells[name]
-        if cell.status == "ok":  # not a system without the operation
+        cell = cells.get(name)
+        if cell is not None and cell.status == "ok":  # a system with the operation
             runs.append(_CellRun(system, run.counting[name], cell, f"{op}:{size}:{name}"))
 
     def describe(detail: str) -> str:
@@ -306,6 +313,15 @@ def _measure_group(
                 cell_run.calls["canonical"] = cell_run.system.call(base, cell_run.local)
         except Exception as error:
             cell.status, cell.error = "error", f"{type(error).__name__}: {error}"
+
+    if op == "append":
+        # The store's records at their op id window: each timed append also evicts the oldest id,
+        # as in a conversation's steady state (see record.fill_record). The rows of the other
+        # writes start with a record of one id (their untimed pass).
+        for cell_run in runs:
+            if cell_run.system.name in RECORDING_SYSTEMS and cell_run.cell.status == "ok":
+                record.fill_record(run.admin, run.prefix, cell_run.local, new)
+                run.reset(cell_run.local, canonical)
 
     # Timed repetitions, interleaved; the harness's own objects frozen out of the cyclic GC.
     with _harness_frozen():
@@ -357,7 +373,8 @@ def _measure_group(
                 filter(None, [cell.detail, f"state between repetitions: {drift}"])
             )
     with contextlib.suppress(redis.RedisError):
-        run.admin.delete(*(run.redis_key(cell_run.local) for cell_run in runs))
+        for cell_run in runs:  # the list and its record (the store's systems made one)
+            run.admin.delete(*record.keys_of(run.admin, run.prefix, cell_run.local))
 
 
 @contextlib.contextmanager
@@ -399,8 +416,9 @@ def _measure_latency(run: _Run) -> list[Cell]:
         replacement = make_conversation("r", size, config.message_bytes)
         new = make_message("new", config.message_bytes)
         for op in OPERATIONS:
-            cells = {name: Cell(name, op, size) for name in SYSTEMS}
-            for name in SYSTEMS:
+            names = _cell_systems(run, op)
+            cells = {name: Cell(name, op, size) for name in names}
+            for name in names:
                 system = run.systems.get(name)
                 if name in run.unavailable:
                     cells[name].status, cells[name].error = "error", run.unavailable[name]
@@ -410,15 +428,45 @@ def _measure_latency(run: _Run) -> list[Cell]:
                     cells[name].status = NO_SUCH_OPERATION
                     cells[name].detail = _no_such_operation(run, name)
             _measure_group(run, op, size, canonical, replacement, new, cells)
-            run.units_done += len(run.systems)
-            all_cells.extend(cells[name] for name in SYSTEMS)
+            run.units_done += len(names)
+            all_cells.extend(cells[name] for name in names)
     return all_cells
+
+
+def _cell_systems(run: _Run, op: str) -> list[str]:
+    """The systems with a cell for ``op``: the four always, an extra one where it has ``op``."""
+    extra = [
+        name
+        for name in EXTRA_SYSTEMS
+        if (system := run.systems.get(name)) is not None and system.supports(op)
+    ]
+    return [*SYSTEMS, *extra]
 
 
 def _no_such_operation(run: _Run, name: str) -> str:
     if name == "seed" and run.seed is not None:
         return f"the seed ({SEED_PACKAGE} {run.seed.version}) has no such operation"
     return f"{SYSTEM_LABELS[name]} has no such operation"
+
+
+def _measure_record_cost(run: _Run) -> RecordCost:
+    config = run.config
+    cost = RecordCost(window_size=StoreConfig().op_window_size)
+    for size in config.sizes:
+        run.report_progress(0, f"record cost: bytes at N={size:,}")
+        cost.bytes.append(
+            record.measure_record_bytes(run.admin, run.prefix, size, config.message_bytes)
+        )
+        run.units_done += 1
+    run.report_progress(0, "record cost: time per call (INFO commandstats)")
+    try:
+        cost.calls = record.measure_calls(
+            run.admin, run.prefix, config.repeat, config.message_bytes
+        )
+    except redis.RedisError as error:  # e.g. INFO refused by an ACL
+        cost.error = f"{type(error).__name__}: {error}"
+    run.units_done += 1
+    return cost
 
 
 def _measure_concurrency(run: _Run) -> list[ConcurrencyResult]:
@@ -522,8 +570,9 @@ def _build_systems(run: _Run, stack: contextlib.ExitStack) -> None:
                 )
                 run.systems.pop("seed", None)
         systems["floor"] = Floor(prefix, sync_client(counter))
+        systems["unrecorded"] = UnrecordedStore(prefix, sync_client(counter))
     # Order of turns within a repetition, before rotation: as in SYSTEMS.
-    run.systems = {name: run.systems[name] for name in SYSTEMS if name in run.systems}
+    run.systems = {name: run.systems[name] for name in ALL_SYSTEMS if name in run.systems}
 
 
 @contextlib.contextmanager
@@ -574,10 +623,11 @@ def run_bench(
         server_info["version"] = machine.get("redis_server")
         _build_systems(run, stack)
 
-        run.units_total = float(
-            len(config.sizes) * len(OPERATIONS) * len(run.systems) + len(run.systems)
-        )
+        cell_count = sum(len(_cell_systems(run, op)) for op in OPERATIONS) * len(config.sizes)
+        record_steps = len(config.sizes) + 1
+        run.units_total = float(cell_count + record_steps + len(SYSTEMS))
         cells = _measure_latency(run)
+        record_cost = _measure_record_cost(run)
         concurrency_results = _measure_concurrency(run)
         run.report_progress(0, "done")
 
@@ -587,7 +637,7 @@ def run_bench(
             "installed": name != "seed" or seed_classes is not None,
             "version": seed_classes.version if name == "seed" and seed_classes else None,
         }
-        for name in SYSTEMS
+        for name in ALL_SYSTEMS
     }
     return BenchReport(
         config=config,
@@ -600,6 +650,7 @@ def run_bench(
         wall_time_s=time.perf_counter() - wall_start,
         prefix=prefix,
         warnings=run.warnings,
+        record_cost=record_cost,
     )
 
 

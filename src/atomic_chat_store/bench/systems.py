@@ -6,7 +6,8 @@ reply to something comparable (ids, lengths).
 - ``async``: its ``AsyncRedisChatStore``, on the run's one event loop;
 - ``seed``: LlamaIndex's ``RedisChatStore`` (``llama-index-storage-chat-store-redis``), given
   clients made from the run's URL so it never connects anywhere else;
-- ``floor``: raw redis-py commands (see ``model.FLOOR_DEFINITIONS``).
+- ``floor``: raw redis-py commands (see ``model.FLOOR_DEFINITIONS``);
+- ``unrecorded``: this store's append with an empty op id (see ``UnrecordedStore``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from typing import Any
 import redis
 import redis.asyncio
 
+from .. import operations as ops
 from ..aio import AsyncRedisChatStore
+from ..messages import encode_message
 from ..store import RedisChatStore
 from .data import BenchMessage, ident_of
 from .model import LAST_COUNT
@@ -146,6 +149,33 @@ class SyncStore(_ChatStoreCalls):
 
     def api_key(self, local: str) -> str:
         return local  # the store's namespace adds the prefix
+
+
+def unrecorded_append(config: ops.StoreConfig, key: str, message: object) -> ops.Operation[int]:
+    """``operations.add_message(config, key, message)`` with an EMPTY op id: append.lua then
+    records nothing (no op id, no reply) but still bumps the version. Built by hand, for the
+    bench only: the store has no such option, as a write without an op id cannot be retried
+    safely."""
+    encoded = encode_message(message, config.max_message_bytes)
+    return ops.Operation(key, config.keys(key), (*config.argv(""), encoded), int, script="append")
+
+
+class UnrecordedStore(SyncStore):
+    """This store's append without its op id recorded, to measure what recording costs. It does
+    the store's work otherwise: the message encoded and the operation built on every call, sent
+    by ``execute`` (EVALSHA of append.lua)."""
+
+    name = "unrecorded"
+
+    def supports(self, op: str) -> bool:
+        return op == "append"
+
+    def call(self, args: OpArgs, local: str) -> Call:
+        if not self.supports(args.op):
+            raise ValueError(f"{self.name} has no such operation as {args.op!r}")
+        store, key, message = self.store, self.api_key(local), self.message(args.new)
+        config = store.config
+        return lambda: store.execute(unrecorded_append(config, key, message))
 
 
 class AsyncStore(_ChatStoreCalls):
