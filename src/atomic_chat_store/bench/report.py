@@ -618,8 +618,9 @@ def write_plots(report: BenchReport, directory: Path) -> list[str]:
         ]
         if missing:
             axes.text(
-                0.02, 0.97, f"{', '.join(missing)}: no such operation",
-                transform=axes.transAxes, va="top", fontsize="small", color="dimgray",
+                0.98, 0.03, f"{', '.join(missing)}: no such operation",
+                transform=axes.transAxes, ha="right", va="bottom", fontsize="small",
+                color="dimgray", bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none"},
             )  # fmt: skip
         axes.set_title(OPERATION_LABELS[op])
         axes.set_xlabel("messages in the conversation (N)")
