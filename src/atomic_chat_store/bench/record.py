@@ -25,6 +25,7 @@ import redis
 import redis.cluster
 
 from .. import operations as ops
+from ..errors import ChatStoreError
 from ..store import RedisChatStore
 from .data import BenchMessage, make_conversation, make_message
 from .model import CallCost, RecordBytes
@@ -99,7 +100,7 @@ def measure_record_bytes(
         store.delete_messages(written[1])
         row.deleted_record_bytes = _memory(client, appended_record)
         row.deleted_op_ids = _op_ids(client, appended_record)
-    except (redis.RedisError, ValueError) as error:
+    except (redis.RedisError, ChatStoreError) as error:  # e.g. MEMORY refused by an ACL
         row.error = f"{type(error).__name__}: {error}"
     finally:
         for local in written:
