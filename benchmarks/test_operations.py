@@ -38,9 +38,24 @@ def conversations(size: int) -> tuple[list[BenchMessage], list[BenchMessage], Be
     )
 
 
+# The seed (llama-index-storage-chat-store-redis 0.8) has no replace and no range read: those
+# pairs are left out here (a skip would fail the run); test_the_seed_lacks_them says why.
+SEED_HAS_NO = ("replace_middle", "get_last")
+SYSTEM_OPERATIONS = [
+    (system_name, op)
+    for system_name in ("sync", "seed", "floor")
+    for op in OPERATIONS
+    if not (system_name == "seed" and op in SEED_HAS_NO)
+]
+
+
+def test_the_seed_lacks_them(systems: dict[str, System]) -> None:
+    seed = systems["seed"]
+    assert [op for op in OPERATIONS if not seed.supports(op)] == list(SEED_HAS_NO)
+
+
 @pytest.mark.parametrize("size", bench_sizes(), ids=lambda size: f"N={size}")
-@pytest.mark.parametrize("op", OPERATIONS)
-@pytest.mark.parametrize("system_name", ["sync", "seed", "floor"])
+@pytest.mark.parametrize(("system_name", "op"), SYSTEM_OPERATIONS)
 def test_operation(
     benchmark: Any,
     systems: dict[str, System],

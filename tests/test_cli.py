@@ -23,6 +23,7 @@ from atomic_chat_store.bench import OPERATIONS, SYSTEMS, BenchConfig, CleanupWar
 from atomic_chat_store.bench import runner as bench_runner
 from atomic_chat_store.bench.counting import Counter
 from atomic_chat_store.bench.data import make_conversation, make_message
+from atomic_chat_store.bench.model import NO_SUCH_OPERATION
 from atomic_chat_store.bench.systems import OpArgs
 from atomic_chat_store.cli import _Interrupts, main
 from atomic_chat_store.server import RedisServer
@@ -51,6 +52,14 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
     return out, results(out)
 
 
+# The seed (llama-index-storage-chat-store-redis 0.8) has no replace and no range read.
+SEED_HAS_NO = ("replace_middle", "get_last")
+
+
+def expected_status(cell: dict[str, Any]) -> str:
+    return NO_SUCH_OPERATION if cell["system"] == "seed" and cell["op"] in SEED_HAS_NO else "ok"
+
+
 def test_quick_run_has_every_system_operation_and_size(quick_run):
     _, data = quick_run
     assert data["config"]["quick"] is True
@@ -62,6 +71,11 @@ def test_quick_run_has_every_system_operation_and_size(quick_run):
                 found = cells(data, system=system, op=op, size=size)
                 assert len(found) == 1, (system, op, size)
                 cell = found[0]
+                if system == "seed" and op in SEED_HAS_NO:
+                    assert cell["status"] == NO_SUCH_OPERATION, cell
+                    assert cell["samples"] == 0 and cell["error"] is None, cell
+                    assert "has no such operation" in cell["detail"], cell
+                    continue
                 assert cell["status"] == "ok", cell
                 assert cell["samples"] >= data["config"]["min_repeat"]
                 assert 0 < cell["median_s"] <= cell["p99_s"]
@@ -88,6 +102,9 @@ def test_seed_delete_at_the_middle_is_marked_wrong(quick_run):
     for op in ("append", "insert_middle", "delete_last", "set_all", "get_all"):
         for cell in cells(data, system="seed", op=op):
             assert cell["correct"] is True, cell
+    for op in SEED_HAS_NO:
+        for cell in cells(data, system="seed", op=op):
+            assert cell["correct"] is None and cell["round_trips"] is None, cell
     for cell in cells(data, system="seed", op="insert_middle"):
         assert cell["round_trips"] > cell["size"]
     for cell in cells(data, system="seed", op="set_all"):
@@ -100,6 +117,129 @@ def test_floor_is_one_round_trip(quick_run):
         assert cell["round_trips"] == 1, cell
         assert cell["correct"] is True, cell
         assert cell["commands"] == (2 if cell["op"] == "set_all" else 1)
+
+
+def test_replace_and_last_20_rows(quick_run):
+    """Both new rows are measured on the store (sync and async) and the floor, checked against a
+    Python list, one round trip each; the seed's cells say it has no such operation, in the
+    report's tables too, never as an error or an empty cell."""
+    out, data = quick_run
+    for op in SEED_HAS_NO:
+        for system in ("sync", "async", "floor"):
+            for cell in cells(data, system=system, op=op):
+                assert cell["status"] == "ok" and cell["correct"] is True, cell
+                assert cell["round_trips"] == 1 and cell["commands"] == 1, cell
+        for ratio in (r for r in data["ratios"] if r["op"] == op):
+            assert ratio["seed_over_store"] is None and ratio["store_over_floor"] > 0, ratio
+    assert data["floor_definitions"]["replace_middle"].startswith("LSET key")
+    assert data["floor_definitions"]["get_last"].startswith("LRANGE key -20 -1")
+    report = (out / "report.md").read_text(encoding="utf-8")
+    for label in ("replace at the middle", "last 20 of N"):
+        rows = [line for line in report.splitlines() if line.startswith(f"| {label} |")]
+        assert len(rows) == len(QUICK_SIZES), label
+        for row in rows:
+            columns = [column.strip() for column in row.strip("|").split("|")]
+            assert columns[4] == NO_SUCH_OPERATION, row  # the seed's latency
+            assert columns[6] == "no such op", row  # seed ÷ store
+            assert columns[8] == "1/no op/1" and columns[9] == "yes/no op/yes", row
+    assert "The seed has no such operation as replace at the middle or last 20 of N" in report
+
+
+def test_the_check_catches_a_wrong_replace_or_last_20():
+    """The correctness pass compares against a Python list: a replace that leaves the old
+    message, returns the new one or puts it elsewhere, and a range read of the wrong end, fail."""
+    canonical = make_conversation("c", 30, 100)
+    new = make_message("new", 100)
+    ids = [m.ident for m in canonical]
+    replace = OpArgs("replace_middle", 30, 15, new, canonical[15])
+    right = [*ids[:15], "new", *ids[16:]]
+    assert bench_runner.check_result(replace, canonical, right, ids[15]) == (True, "")
+    assert not bench_runner.check_result(replace, canonical, ids, ids[15])[0]
+    assert not bench_runner.check_result(replace, canonical, right, "new")[0]
+    elsewhere = [*ids[:14], "new", *ids[15:]]
+    del elsewhere[15]
+    assert not bench_runner.check_result(replace, canonical, elsewhere, ids[15])[0]
+    last = OpArgs("get_last", 30, 15, new, canonical[15])
+    assert bench_runner.check_result(last, canonical, ids, ids[-20:]) == (True, "")
+    correct, detail = bench_runner.check_result(last, canonical, ids, ids[:20])
+    assert not correct and detail.startswith("returned")
+    assert not bench_runner.check_result(last, canonical, ids, ids[-19:])[0]
+
+
+def test_record_cost_section(quick_run):
+    """Bytes of the list and of its record for every N, written by one set_messages and by N
+    appends, and after delete_messages; the append with and without its op id recorded, beside
+    RPUSH, in the same interleaved groups; the server's and Python's share of each call."""
+    out, data = quick_run
+    record = data["record_cost"]
+    assert record["error"] is None and record["window_size"] == 1000
+    rows = {row["size"]: row for row in record["bytes"]}
+    assert set(rows) == set(QUICK_SIZES)
+    message_bytes = data["config"]["message_bytes"]
+    for size, row in rows.items():
+        assert row["error"] is None, row
+        assert row["set_op_ids"] == 1
+        assert row["appended_op_ids"] == min(size, 1000)
+        assert row["deleted_op_ids"] == min(size + 1, 1000)
+        assert row["set_list_bytes"] >= size * message_bytes
+        assert row["appended_list_bytes"] >= size * message_bytes
+        assert 0 < row["set_record_bytes"] < row["appended_record_bytes"]
+        # The record keeps what delete_messages removed, as the reply of its op id.
+        assert row["deleted_record_bytes"] > row["appended_record_bytes"] + size * message_bytes
+    calls = {call["name"]: call for call in record["calls"]}
+    assert set(calls) == {"recorded", "unrecorded", "rpush"}
+    for name, call in calls.items():
+        # A private server: only the bench's own calls are counted.
+        assert call["calls"] == 5 * data["config"]["repeat"], call
+        assert call["server_us"] > 0, call
+        assert (call["build_us"] is None) == (name == "rpush"), call
+    for size in QUICK_SIZES:
+        [unrecorded] = cells(data, system="unrecorded", op="append", size=size)
+        assert unrecorded["status"] == "ok" and unrecorded["correct"] is True, unrecorded
+        assert unrecorded["round_trips"] == 1 and unrecorded["commands"] == 1
+        assert unrecorded["samples"] >= data["config"]["min_repeat"]
+    assert {c["op"] for c in cells(data, system="unrecorded")} == {"append"}
+    assert data["systems"]["unrecorded"]["label"].endswith("(bench only)")
+    report = (out / "report.md").read_text(encoding="utf-8")
+    for heading in (
+        "## What the op id record costs",
+        "### Bytes per conversation",
+        "### Time per append",
+        "### Where an append's time goes",
+    ):
+        assert heading in report
+    assert "After delete_messages the record keeps the removed messages" in report
+    assert "record-cost.png" in data["plots"]
+
+
+def test_the_unrecorded_append_records_nothing(redis_url, redis_client):
+    """The bench's append without an op id changes the list and the version, and leaves no op id
+    in the record; fill_record fills a record to its window, as the timed appends start from."""
+    from atomic_chat_store.bench import record
+    from atomic_chat_store.bench.systems import SyncStore, UnrecordedStore
+
+    prefix = f"acs-bench:{uuid.uuid4().hex}:"
+    conversation = make_conversation("c", 5, 100)
+    new = make_message("new", 100)
+    unrecorded = UnrecordedStore(prefix, redis_client)
+    recorded = SyncStore(prefix, redis_client)
+    args = OpArgs("append", 5, 2, new, conversation[2])
+    for system in (unrecorded, recorded):
+        list_key, record_key = record.keys_of(redis_client, prefix, system.name)
+        bench_runner.reset_conversation(redis_client, list_key.decode(), conversation)
+        assert system.run(system.call(args, system.name)) == 6
+        assert redis_client.lindex(list_key, -1) == new.payload
+        fields = set(redis_client.hkeys(record_key))
+        assert b"v" in fields  # the version is bumped either way
+        op_ids = [field for field in fields if field.startswith(b"o:")]
+        assert len(op_ids) == (0 if system is unrecorded else 1), fields
+    with pytest.raises(ValueError, match="no such operation"):
+        unrecorded.call(OpArgs("delete_last", 5, 2, new, None), "x")
+
+    record.fill_record(redis_client, prefix, "filled", new)
+    list_key, record_key = record.keys_of(redis_client, prefix, "filled")
+    assert redis_client.llen(list_key) == 1000
+    assert sum(1 for _ in redis_client.hscan_iter(record_key, match="o:*")) == 1000
 
 
 def test_concurrency_section(quick_run):
@@ -153,7 +293,9 @@ def test_python_dash_m_bench_quick(tmp_path):
     assert "Targets" in completed.stdout
     assert "Concurrency" in completed.stdout
     data = results(tmp_path)
-    assert len(data["results"]) == len(SYSTEMS) * len(OPERATIONS) * len(QUICK_SIZES)
+    # Every system and operation, and the append without op id recorded, at every N.
+    assert len(data["results"]) == (len(SYSTEMS) * len(OPERATIONS) + 1) * len(QUICK_SIZES)
+    assert "Op id record: bytes per conversation" in completed.stdout
     assert data["command"].startswith("atomic-chat-store bench --quick")
 
 
@@ -172,7 +314,7 @@ def test_url_mode_touches_only_its_own_keys(redis_url, redis_client, tmp_path):
     assert redis_client.get("unrelated:key") == b"keep me"
     assert redis_client.lrange("acs-bench:someone-else:chat", 0, -1) == [b"not ours"]
     assert redis_client.dbsize() == before
-    assert all(c["status"] == "ok" for c in data["results"])
+    assert all(c["status"] == expected_status(c) for c in data["results"])
 
 
 def test_keys_are_removed_when_interrupted(redis_url, redis_client):
@@ -341,7 +483,14 @@ def test_round_trip_counter_agrees_with_monitor(redis_url, redis_client, monitor
     import asyncio
 
     from atomic_chat_store.bench.counting import counting_async_client, counting_client
-    from atomic_chat_store.bench.systems import AsyncStore, Floor, Seed, SyncStore, load_seed
+    from atomic_chat_store.bench.systems import (
+        AsyncStore,
+        Floor,
+        Seed,
+        SyncStore,
+        UnrecordedStore,
+        load_seed,
+    )
     from atomic_chat_store.scripts import scripts
 
     prefix = f"acs-bench:{uuid.uuid4().hex}:"
@@ -349,13 +498,14 @@ def test_round_trip_counter_agrees_with_monitor(redis_url, redis_client, monitor
     loop = asyncio.new_event_loop()
     seed = load_seed()
     assert seed is not None
-    clients = [counting_client(redis_url, counter) for _ in range(3)]
+    clients = [counting_client(redis_url, counter) for _ in range(4)]
     async_clients = [counting_async_client(redis_url, counter) for _ in range(2)]
     systems = [
         SyncStore(prefix, clients[0]),
         AsyncStore(prefix, async_clients[0], loop),
         Seed(prefix, seed, clients[1], async_clients[1]),
         Floor(prefix, clients[2]),
+        UnrecordedStore(prefix, clients[3]),
     ]
     conversation = make_conversation("c", 10, 100)
     replacement = make_conversation("r", 10, 100)
@@ -369,6 +519,11 @@ def test_round_trip_counter_agrees_with_monitor(redis_url, redis_client, monitor
             redis_client.script_load(script.source)
         for system in systems:
             for op in OPERATIONS:
+                if not system.supports(op):
+                    assert (system.name == "seed" and op in SEED_HAS_NO) or (
+                        system.name == "unrecorded" and op != "append"
+                    )
+                    continue
                 key = f"{op}:{system.name}"
                 pipe = redis_client.pipeline(transaction=False)
                 pipe.delete(prefix + key)
@@ -381,9 +536,10 @@ def test_round_trip_counter_agrees_with_monitor(redis_url, redis_client, monitor
                     system.run(call)
                 sent = [c for c in seen if c.client != "lua"]
                 assert counter.commands == len(sent), (system.name, op, [c.name for c in sent])
-                if system.name in ("sync", "async"):
+                if system.name in ("sync", "async", "unrecorded"):
                     assert counter.round_trips == 1
-                    assert [c.name for c in sent] == ["LRANGE" if op == "get_all" else "EVALSHA"]
+                    reads = ("get_all", "get_last")
+                    assert [c.name for c in sent] == ["LRANGE" if op in reads else "EVALSHA"]
     finally:
         for client in clients:
             client.close()
@@ -510,6 +666,41 @@ def test_a_poll_that_raises_stops_the_clients():
     done = store.calls
     time.sleep(0.1)
     assert store.calls == done < 2 * 500
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://127.0.0.1:1", "scheme 'http' is not supported"),
+        ("redis+cluster://127.0.0.1:1/3", "a Redis Cluster has only db 0"),
+        ("redis+sentinel://127.0.0.1:1/bad name", "service name"),
+    ],
+)
+def test_a_bad_url_is_a_usage_error(url, message, capsys):
+    # Refused before a server is started or anything connects: a usage error, status 2.
+    assert main(["bench", "--url", url, *TINY]) == 2
+    assert message in " ".join(capsys.readouterr().err.split())
+
+
+def test_a_seed_that_cannot_be_built_says_so(monkeypatch, redis_url, tmp_path):
+    """A seed that refuses the run's clients (as it could a client kind it does not know) is
+    reported in its cells and its concurrency row; the rest of the run goes on."""
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise TypeError("this client is not a redis.Redis")
+
+    monkeypatch.setattr(bench_runner, "Seed", refuse)
+    assert main(["bench", "--url", redis_url, "--out", str(tmp_path), *TINY]) == 0
+    data = results(tmp_path)
+    for cell in data["results"]:
+        if cell["system"] == "seed":
+            assert cell["status"] == "error", cell
+            assert cell["error"].startswith("the seed could not be built on this server: "), cell
+            assert "not a redis.Redis" in cell["error"]
+        else:
+            assert cell["status"] == "ok" and cell["correct"] is True, cell
+    seed = next(r for r in data["concurrency"] if r["system"] == "seed")
+    assert seed["status"] == "error" and "could not be built" in seed["first_error"]
 
 
 def test_unreachable_url_fails_cleanly(capsys):

@@ -73,7 +73,14 @@ def build_parser() -> argparse.ArgumentParser:
             "explicitly wins over the preset."
         ),
     )
-    bench.add_argument("--url", help="use this Redis server instead of starting a private one")
+    bench.add_argument(
+        "--url",
+        help=(
+            "use this Redis server instead of starting a private one: redis://, rediss://, "
+            "unix://, redis+sentinel://host:port[,host:port...]/service, "
+            "redis+cluster://host:port[,host:port...] (and rediss+ for TLS)"
+        ),
+    )
     bench.add_argument(
         "--sizes",
         type=_int_list,
@@ -197,11 +204,13 @@ def _bench(args: argparse.Namespace, command: str) -> int:
 
     from .bench import BenchConfig, CleanupWarning, run_bench
     from .bench.report import write_outputs
+    from .connection import parse_url
+    from .errors import InvalidUrlError
     from .server import ServerNotFoundError, ServerStartError
 
     out, err = Console(), Console(stderr=True)
     if not out.is_terminal:  # a pipe or a file: wide enough for the tables not to wrap
-        out = Console(width=max(out.width, 160))
+        out = Console(width=max(out.width, 180))
     base = BenchConfig.quick_preset() if args.quick else BenchConfig()
     try:
         config = base.with_changes(
@@ -219,6 +228,12 @@ def _bench(args: argparse.Namespace, command: str) -> int:
     except ValueError as error:
         err.print(f"[red]{PROG} bench: {error}[/]")
         return 2
+    if args.url is not None:
+        try:
+            parse_url(args.url)  # a bad URL is a usage error, told before anything starts
+        except InvalidUrlError as error:
+            err.print(f"[red]{PROG} bench: --url: {error}[/]")
+            return 2
 
     started = time.monotonic()
     interrupts = _Interrupts()
@@ -322,13 +337,23 @@ def _progress(console: Any, enabled: bool, interrupts: _Interrupts) -> Iterator[
 
 def print_report(console: Any, report: Any) -> None:
     """The run's tables on the terminal: the same tables, columns and rows as report.md."""
-    from .bench.report import concurrency_table, headline_table, notes, target_table
+    from .bench.report import (
+        call_cost_table,
+        concurrency_table,
+        describe_server,
+        headline_table,
+        notes,
+        record_bytes_table,
+        record_notes,
+        record_time_table,
+        target_table,
+    )
 
     machine = report.machine
     console.print(
         f"\n[bold]atomic-chat-store bench[/] — {machine.get('cpu')}, {machine.get('cores')} cores, "
         f"Python {machine.get('python')}, redis-py {machine.get('redis_py')}, "
-        f"Redis {report.server.get('version')} ({report.server.get('mode')} server)"
+        f"Redis {describe_server(report.server)}"
     )
     # A section per operation: a new one where the first column (the operation) changes.
     console.print(
@@ -340,6 +365,15 @@ def print_report(console: Any, report: Any) -> None:
     for row in targets.rows:
         row[-1] = f"[{colors.get(row[-1], 'yellow')}]{row[-1]}[/]"
     console.print(_rich_table("Targets (this run's numbers, sync store)", targets))
+
+    if report.record_cost is not None:
+        console.print(
+            _rich_table("Op id record: bytes per conversation", record_bytes_table(report))
+        )
+        console.print(_rich_table("Op id record: time per append", record_time_table(report)))
+        console.print(_rich_table("Where an append's time goes", call_cost_table(report)))
+        for line in record_notes(report):
+            console.print(f"[dim]• {line}[/]")
 
     title = f"Concurrency: {report.config.clients} clients on one conversation"
     console.print(_rich_table(title, concurrency_table(report)))

@@ -13,31 +13,47 @@ OPERATIONS: tuple[str, ...] = (
     "append",
     "insert_middle",
     "delete_middle",
+    "replace_middle",
     "delete_last",
     "set_all",
     "get_all",
+    "get_last",
 )
 OPERATION_LABELS: dict[str, str] = {
     "append": "append",
     "insert_middle": "insert at the middle",
     "delete_middle": "delete at the middle",
+    "replace_middle": "replace at the middle",
     "delete_last": "delete last",
     "set_all": "set all",
     "get_all": "get all",
+    "get_last": "last 20 of N",
 }
+LAST_COUNT = 20  # get_last reads the last this many: get_messages(key, -20)
+
+# A cell's status when the system has no method for the operation (the seed: replace, ranges).
+NO_SUCH_OPERATION = "no such operation"
 
 SYSTEMS: tuple[str, ...] = ("sync", "async", "seed", "floor")
+# Measured beside the others in the groups of the operations they have, reported in the record
+# cost section and the detail tables only. "unrecorded": this store's append sent with an empty
+# op id, which its script then does not record (it still bumps the version); bench-only, to
+# measure what recording the op id costs. Never a public option of the store.
+EXTRA_SYSTEMS: tuple[str, ...] = ("unrecorded",)
+ALL_SYSTEMS: tuple[str, ...] = SYSTEMS + EXTRA_SYSTEMS
 SYSTEM_LABELS: dict[str, str] = {
     "sync": "this store (sync)",
     "async": "this store (async)",
     "seed": "seed (llama-index RedisChatStore)",
     "floor": "floor (raw redis-py)",
+    "unrecorded": "this store (sync), op id not recorded (bench only)",
 }
 SHORT_LABELS: dict[str, str] = {
     "sync": "store",
     "async": "store async",
     "seed": "seed",
     "floor": "floor",
+    "unrecorded": "store, no op id",
 }
 
 # What the floor sends for each operation: the cheapest raw redis-py call that could do it in one
@@ -51,6 +67,8 @@ FLOOR_DEFINITIONS: dict[str, str] = {
     "delete_last": "RPOP key",
     "set_all": "pipeline, no MULTI: DEL key + RPUSH key p1 ... pN (1 round trip, 2 commands)",
     "get_all": "LRANGE key 0 -1, replies left as bytes (no JSON decoding)",
+    "replace_middle": "LSET key <middle index> payload",
+    "get_last": f"LRANGE key -{LAST_COUNT} -1, replies left as bytes (no JSON decoding)",
 }
 
 TARGET_SIZE = 1000
@@ -132,7 +150,7 @@ class Cell:
     system: str
     op: str
     size: int
-    status: str = "ok"  # "ok", "not installed" or "error"
+    status: str = "ok"  # "ok", "not installed", NO_SUCH_OPERATION or "error"
     samples: list[float] = field(default_factory=list)
     round_trips: int | None = None
     commands: int | None = None
@@ -221,6 +239,63 @@ class Target:
 
 
 @dataclass
+class RecordBytes:
+    """For one N: ``MEMORY USAGE <key> SAMPLES 0`` of a conversation's list and of its record
+    (the hash beside it holding its version and its op ids with their replies), for a
+    conversation written by one set_messages, one written by N single appends, and the latter's
+    record once delete_messages removed it. ``*_op_ids``: op ids the record holds then."""
+
+    size: int
+    set_list_bytes: int | None = None
+    set_record_bytes: int | None = None
+    set_op_ids: int | None = None
+    appended_list_bytes: int | None = None
+    appended_record_bytes: int | None = None
+    appended_op_ids: int | None = None
+    deleted_record_bytes: int | None = None
+    deleted_op_ids: int | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class CallCost:
+    """One kind of append call: what the server spends on it (``INFO commandstats``: usec over
+    calls of EVALSHA, or of RPUSH, across a pass of them alone) and what building it takes in
+    Python (the store's operation value: the message encoded, the op id made; median)."""
+
+    name: str  # "recorded", "unrecorded" or "rpush"
+    calls: int = 0
+    server_us: float | None = None
+    build_us: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class RecordCost:
+    """What recording op ids costs: bytes per conversation, and time per append (the cells of the
+    append groups, where the store with and without op ids and the floor took turns, plus
+    ``calls``: the server's and Python's share)."""
+
+    window_size: int
+    bytes: list[RecordBytes] = field(default_factory=list)
+    calls: list[CallCost] = field(default_factory=list)
+    error: str | None = None  # why ``calls`` could not be measured (e.g. INFO forbidden)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "window_size": self.window_size,
+            "bytes": [row.to_dict() for row in self.bytes],
+            "calls": [call.to_dict() for call in self.calls],
+            "error": self.error,
+        }
+
+
+@dataclass
 class BenchReport:
     config: BenchConfig
     server: dict[str, Any]  # "mode": "private" | "url", "version", ...
@@ -233,6 +308,7 @@ class BenchReport:
     prefix: str
     warnings: list[str] = field(default_factory=list)
     command: str = ""
+    record_cost: RecordCost | None = None
 
     def cell(self, system: str, op: str, size: int) -> Cell | None:
         for cell in self.cells:
@@ -268,7 +344,7 @@ class BenchReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "schema": 1,
+            "schema": 2,
             "command": self.command,
             "started_at": self.started_at,
             "wall_time_s": self.wall_time_s,
@@ -283,6 +359,7 @@ class BenchReport:
             "ratios": self.ratios(),
             "targets": [target.to_dict() for target in self.targets()],
             "concurrency": [result.to_dict() for result in self.concurrency],
+            "record_cost": None if self.record_cost is None else self.record_cost.to_dict(),
             "warnings": self.warnings,
         }
 

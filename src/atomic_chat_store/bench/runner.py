@@ -27,14 +27,22 @@ from typing import Any
 
 import redis
 import redis.asyncio
+import redis.asyncio.cluster
+import redis.cluster
 
+from ..connection import async_client_from_url, client_from_url, parse_url
+from ..operations import StoreConfig
 from ..scripts import scripts
 from ..server import RedisServer
-from . import concurrency
+from . import concurrency, record
 from .counting import Counter, counting_async_client, counting_client
 from .data import BenchMessage, describe_difference, idents, make_conversation, make_message
 from .machine import describe_machine
 from .model import (
+    ALL_SYSTEMS,
+    EXTRA_SYSTEMS,
+    LAST_COUNT,
+    NO_SUCH_OPERATION,
     OPERATIONS,
     SYSTEM_LABELS,
     SYSTEMS,
@@ -42,8 +50,10 @@ from .model import (
     BenchReport,
     Cell,
     ConcurrencyResult,
+    RecordCost,
 )
 from .systems import (
+    SEED_PACKAGE,
     AsyncStore,
     Call,
     Floor,
@@ -52,6 +62,7 @@ from .systems import (
     SeedClasses,
     SyncStore,
     System,
+    UnrecordedStore,
     load_seed,
 )
 
@@ -61,6 +72,8 @@ ProgressCallback = Callable[[float, float, str], None]
 KEY_PREFIX = "acs-bench"
 SOCKET_TIMEOUT_S = 60.0
 PUSH_CHUNK = 1000
+# The systems whose writes record op ids.
+RECORDING_SYSTEMS = frozenset({"sync", "async"})
 # Outside the clock, to undo an insert by position: no JSON text contains a 0xFF byte.
 MARK = b"\xffacs-bench-mark"
 
@@ -70,7 +83,9 @@ def new_prefix() -> str:
 
 
 def remove_prefix(client: redis.Redis, prefix: str) -> int:
-    """Delete every key under ``prefix`` (an incremental SCAN, never KEYS, never FLUSH*)."""
+    """Delete every key under ``prefix`` (an incremental SCAN, never KEYS, never FLUSH*). On a
+    Cluster, redis-py's ``RedisCluster.scan_iter`` scans every primary, and its ``delete``
+    splits the keys by slot."""
     removed = 0
     batch: list[bytes] = []
     for key in client.scan_iter(match=prefix + "*", count=1000):
@@ -96,6 +111,8 @@ class _Run:
     counting: dict[str, System] = field(default_factory=dict)
     counter: Counter = field(default_factory=Counter)
     warnings: list[str] = field(default_factory=list)
+    # system -> why it could not be built (its cells and concurrency row are errors saying so)
+    unavailable: dict[str, str] = field(default_factory=dict)
     units_done: float = 0.0
     units_total: float = 1.0
 
@@ -129,7 +146,7 @@ def reset_conversation(client: redis.Redis, key: str, messages: Sequence[BenchMe
 def restore_conversation(
     client: redis.Redis, key: str, args: OpArgs, canonical: Sequence[BenchMessage]
 ) -> None:
-    """Undo one correct operation on ``canonical`` cheaply (set_all and get_all leave nothing
+    """Undo one correct operation on ``canonical`` cheaply (set_all and the reads leave nothing
     to undo); if that cannot work, rewrite the list."""
     raw: Any = client  # redis-py types values as str; bytes are what it sends anyway
     if args.op == "append":
@@ -147,6 +164,8 @@ def restore_conversation(
                 reset_conversation(client, key, canonical)
         else:
             client.rpush(key, removed.payload)
+    elif args.op == "replace_middle":
+        raw.lset(key, args.index, canonical[args.index].payload)
     elif args.op == "delete_last":
         client.rpush(key, canonical[-1].payload)
 
@@ -164,12 +183,16 @@ def expected_result(args: OpArgs, canonical: Sequence[BenchMessage]) -> tuple[li
         return [*ids[: args.index], args.new.ident, *ids[args.index :]], len(ids) + 1
     if args.op == "delete_middle":
         return ids[: args.index] + ids[args.index + 1 :], ids[args.index]
+    if args.op == "replace_middle":
+        return [*ids[: args.index], args.new.ident, *ids[args.index + 1 :]], ids[args.index]
     if args.op == "delete_last":
         return ids[:-1], ids[-1]
     if args.op == "set_all":
         return [m.ident for m in args.target], len(args.target)
     if args.op == "get_all":
         return ids, ids
+    if args.op == "get_last":
+        return ids, ids[-LAST_COUNT:]
     raise ValueError(f"unknown operation {args.op!r}")
 
 
@@ -264,8 +287,9 @@ def _measure_group(
     targets = {"canonical": canonical, "replacement": replacement}
     runs = []
     for name, system in run.systems.items():
-        cell = cells[name]
-        runs.append(_CellRun(system, run.counting[name], cell, f"{op}:{size}:{name}"))
+        cell = cells.get(name)
+        if cell is not None and cell.status == "ok":  # a system with the operation
+            runs.append(_CellRun(system, run.counting[name], cell, f"{op}:{size}:{name}"))
 
     def describe(detail: str) -> str:
         return f"{op} N={size:,} {detail}"
@@ -289,6 +313,15 @@ def _measure_group(
                 cell_run.calls["canonical"] = cell_run.system.call(base, cell_run.local)
         except Exception as error:
             cell.status, cell.error = "error", f"{type(error).__name__}: {error}"
+
+    if op == "append":
+        # The store's records at their op id window: each timed append also evicts the oldest id,
+        # as in a conversation's steady state (see record.fill_record). The rows of the other
+        # writes start with a record of one id (their untimed pass).
+        for cell_run in runs:
+            if cell_run.system.name in RECORDING_SYSTEMS and cell_run.cell.status == "ok":
+                record.fill_record(run.admin, run.prefix, cell_run.local, new)
+                run.reset(cell_run.local, canonical)
 
     # Timed repetitions, interleaved; the harness's own objects frozen out of the cyclic GC.
     with _harness_frozen():
@@ -340,7 +373,8 @@ def _measure_group(
                 filter(None, [cell.detail, f"state between repetitions: {drift}"])
             )
     with contextlib.suppress(redis.RedisError):
-        run.admin.delete(*(run.redis_key(cell_run.local) for cell_run in runs))
+        for cell_run in runs:  # the list and its record (the store's systems made one)
+            run.admin.delete(*record.keys_of(run.admin, run.prefix, cell_run.local))
 
 
 @contextlib.contextmanager
@@ -382,14 +416,57 @@ def _measure_latency(run: _Run) -> list[Cell]:
         replacement = make_conversation("r", size, config.message_bytes)
         new = make_message("new", config.message_bytes)
         for op in OPERATIONS:
-            cells = {name: Cell(name, op, size) for name in SYSTEMS}
-            for name in SYSTEMS:
-                if name not in run.systems:
+            names = _cell_systems(run, op)
+            cells = {name: Cell(name, op, size) for name in names}
+            for name in names:
+                system = run.systems.get(name)
+                if name in run.unavailable:
+                    cells[name].status, cells[name].error = "error", run.unavailable[name]
+                elif system is None:
                     cells[name].status = "not installed"
+                elif not system.supports(op):
+                    cells[name].status = NO_SUCH_OPERATION
+                    cells[name].detail = _no_such_operation(run, name)
             _measure_group(run, op, size, canonical, replacement, new, cells)
-            run.units_done += len(run.systems)
-            all_cells.extend(cells[name] for name in SYSTEMS)
+            run.units_done += len(names)
+            all_cells.extend(cells[name] for name in names)
     return all_cells
+
+
+def _cell_systems(run: _Run, op: str) -> list[str]:
+    """The systems with a cell for ``op``: the four always, an extra one where it has ``op``."""
+    extra = [
+        name
+        for name in EXTRA_SYSTEMS
+        if (system := run.systems.get(name)) is not None and system.supports(op)
+    ]
+    return [*SYSTEMS, *extra]
+
+
+def _no_such_operation(run: _Run, name: str) -> str:
+    if name == "seed" and run.seed is not None:
+        return f"the seed ({SEED_PACKAGE} {run.seed.version}) has no such operation"
+    return f"{SYSTEM_LABELS[name]} has no such operation"
+
+
+def _measure_record_cost(run: _Run) -> RecordCost:
+    config = run.config
+    cost = RecordCost(window_size=StoreConfig().op_window_size)
+    for size in config.sizes:
+        run.report_progress(0, f"record cost: bytes at N={size:,}")
+        cost.bytes.append(
+            record.measure_record_bytes(run.admin, run.prefix, size, config.message_bytes)
+        )
+        run.units_done += 1
+    run.report_progress(0, "record cost: time per call (INFO commandstats)")
+    try:
+        cost.calls = record.measure_calls(
+            run.admin, run.prefix, config.repeat, config.message_bytes
+        )
+    except redis.RedisError as error:  # e.g. INFO refused by an ACL
+        cost.error = f"{type(error).__name__}: {error}"
+    run.units_done += 1
+    return cost
 
 
 def _measure_concurrency(run: _Run) -> list[ConcurrencyResult]:
@@ -407,6 +484,9 @@ def _measure_concurrency(run: _Run) -> list[ConcurrencyResult]:
         )
         results.append(result)
         system = run.systems.get(name)
+        if name in run.unavailable:
+            result.status, result.first_error = "error", run.unavailable[name]
+            continue
         if system is None:
             result.status = "not installed"
             continue
@@ -449,33 +529,50 @@ def _build_systems(run: _Run, stack: contextlib.ExitStack) -> None:
 
     def sync_client(counter: Counter | None = None) -> redis.Redis:
         client = (
-            redis.Redis.from_url(url, socket_timeout=SOCKET_TIMEOUT_S)
+            client_from_url(url, socket_timeout=SOCKET_TIMEOUT_S)
             if counter is None
             else counting_client(url, counter, socket_timeout=SOCKET_TIMEOUT_S)
         )
         stack.callback(client.close)
-        client.ping()  # connected before anything is timed or counted
+        # Connected before anything is timed or counted: on a Cluster, to every node.
+        if isinstance(client, redis.cluster.RedisCluster):
+            client.ping(target_nodes=redis.cluster.RedisCluster.ALL_NODES)
+        else:
+            client.ping()
         return client
 
     def async_client(counter: Counter | None = None) -> redis.asyncio.Redis:
         client = (
-            redis.asyncio.Redis.from_url(url, socket_timeout=SOCKET_TIMEOUT_S)
+            async_client_from_url(url, socket_timeout=SOCKET_TIMEOUT_S)
             if counter is None
             else counting_async_client(url, counter, socket_timeout=SOCKET_TIMEOUT_S)
         )
         stack.callback(lambda: loop.run_until_complete(client.aclose()))
-        loop.run_until_complete(client.ping())
+        if isinstance(client, redis.asyncio.cluster.RedisCluster):
+            every_node = redis.asyncio.cluster.RedisCluster.ALL_NODES
+            loop.run_until_complete(client.ping(target_nodes=every_node))
+        else:
+            loop.run_until_complete(client.ping())
         return client
 
     for counter, systems in ((None, run.systems), (run.counter, run.counting)):
         systems["sync"] = SyncStore(prefix, sync_client(counter))
         systems["async"] = AsyncStore(prefix, async_client(counter), loop)
-        if run.seed is not None:
+        if run.seed is not None and "seed" not in run.unavailable:
             # The seed's async client is never used here, but given so the seed makes none.
-            systems["seed"] = Seed(prefix, run.seed, sync_client(counter), async_client(counter))
+            try:
+                systems["seed"] = Seed(
+                    prefix, run.seed, sync_client(counter), async_client(counter)
+                )
+            except Exception as error:  # e.g. a client of a kind it does not take
+                run.unavailable["seed"] = (
+                    f"the seed could not be built on this server: {type(error).__name__}: {error}"
+                )
+                run.systems.pop("seed", None)
         systems["floor"] = Floor(prefix, sync_client(counter))
+        systems["unrecorded"] = UnrecordedStore(prefix, sync_client(counter))
     # Order of turns within a repetition, before rotation: as in SYSTEMS.
-    run.systems = {name: run.systems[name] for name in SYSTEMS if name in run.systems}
+    run.systems = {name: run.systems[name] for name in ALL_SYSTEMS if name in run.systems}
 
 
 @contextlib.contextmanager
@@ -502,7 +599,9 @@ def run_bench(
     seed_classes = load_seed() if seed is True else (seed or None)
     prefix = new_prefix()
 
-    server_info: dict[str, Any] = {"mode": "url" if url else "private"}
+    # "standalone", "unix", "sentinel" or "cluster"; a bad URL fails here, before anything starts.
+    kind = parse_url(url).kind if url is not None else "standalone"
+    server_info: dict[str, Any] = {"mode": "url" if url else "private", "kind": kind}
     with contextlib.ExitStack() as stack:
         if url is None:
             server = RedisServer()
@@ -511,7 +610,7 @@ def run_bench(
             url = server.url
             server_info["binary"] = server.binary
         loop = stack.enter_context(_event_loop())
-        admin = redis.Redis.from_url(url, socket_timeout=SOCKET_TIMEOUT_S)
+        admin = client_from_url(url, socket_timeout=SOCKET_TIMEOUT_S)
         stack.callback(admin.close)
         run = _Run(config, url, prefix, loop, admin, seed_classes, progress or _no_progress)
         # Registered before anything is written: runs last-in-first-out, before admin.close.
@@ -524,10 +623,11 @@ def run_bench(
         server_info["version"] = machine.get("redis_server")
         _build_systems(run, stack)
 
-        run.units_total = float(
-            len(config.sizes) * len(OPERATIONS) * len(run.systems) + len(run.systems)
-        )
+        cell_count = sum(len(_cell_systems(run, op)) for op in OPERATIONS) * len(config.sizes)
+        record_steps = len(config.sizes) + 1
+        run.units_total = float(cell_count + record_steps + len(SYSTEMS))
         cells = _measure_latency(run)
+        record_cost = _measure_record_cost(run)
         concurrency_results = _measure_concurrency(run)
         run.report_progress(0, "done")
 
@@ -537,7 +637,7 @@ def run_bench(
             "installed": name != "seed" or seed_classes is not None,
             "version": seed_classes.version if name == "seed" and seed_classes else None,
         }
-        for name in SYSTEMS
+        for name in ALL_SYSTEMS
     }
     return BenchReport(
         config=config,
@@ -550,6 +650,7 @@ def run_bench(
         wall_time_s=time.perf_counter() - wall_start,
         prefix=prefix,
         warnings=run.warnings,
+        record_cost=record_cost,
     )
 
 

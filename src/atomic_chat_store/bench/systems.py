@@ -6,12 +6,14 @@ reply to something comparable (ids, lengths).
 - ``async``: its ``AsyncRedisChatStore``, on the run's one event loop;
 - ``seed``: LlamaIndex's ``RedisChatStore`` (``llama-index-storage-chat-store-redis``), given
   clients made from the run's URL so it never connects anywhere else;
-- ``floor``: raw redis-py commands (see ``model.FLOOR_DEFINITIONS``).
+- ``floor``: raw redis-py commands (see ``model.FLOOR_DEFINITIONS``);
+- ``unrecorded``: this store's append with an empty op id (see ``UnrecordedStore``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -21,9 +23,12 @@ from typing import Any
 import redis
 import redis.asyncio
 
+from .. import operations as ops
 from ..aio import AsyncRedisChatStore
+from ..messages import encode_message
 from ..store import RedisChatStore
 from .data import BenchMessage, ident_of
+from .model import LAST_COUNT
 
 Call = Callable[[], Any]  # returns the reply, or (async systems) an awaitable of it
 
@@ -37,7 +42,7 @@ class OpArgs:
     op: str
     size: int
     index: int  # the middle: size // 2
-    new: BenchMessage  # what append and insert add
+    new: BenchMessage  # what append and insert add, and what replace puts at the middle
     pivot: BenchMessage | None  # the message at ``index`` before the operation
     target: Sequence[BenchMessage] = ()  # what set_all writes
 
@@ -82,6 +87,10 @@ class System:
     def messages(self, messages: Sequence[BenchMessage]) -> list[Any]:
         return [self.message(message) for message in messages]
 
+    def supports(self, op: str) -> bool:
+        """Whether this system has a method for ``op`` (the seed has no replace, no range)."""
+        return True
+
     def call(self, args: OpArgs, local: str) -> Call:
         raise NotImplementedError
 
@@ -104,6 +113,8 @@ class _ChatStoreCalls(System):
     store: Any
 
     def call(self, args: OpArgs, local: str) -> Call:
+        if not self.supports(args.op):
+            raise ValueError(f"{self.name} has no such operation as {args.op!r}")
         store, key = self.store, self.api_key(local)
         if args.op == "append":
             new = self.message(args.new)
@@ -114,6 +125,9 @@ class _ChatStoreCalls(System):
         if args.op == "delete_middle":
             index = args.index
             return lambda: store.delete_message(key, index)
+        if args.op == "replace_middle":
+            new, index = self.message(args.new), args.index
+            return lambda: store.replace_message(key, index, new)
         if args.op == "delete_last":
             return lambda: store.delete_last_message(key)
         if args.op == "set_all":
@@ -121,6 +135,8 @@ class _ChatStoreCalls(System):
             return lambda: store.set_messages(key, target)
         if args.op == "get_all":
             return lambda: store.get_messages(key)
+        if args.op == "get_last":
+            return lambda: store.get_messages(key, -LAST_COUNT)
         raise ValueError(f"unknown operation {args.op!r}")
 
 
@@ -133,6 +149,33 @@ class SyncStore(_ChatStoreCalls):
 
     def api_key(self, local: str) -> str:
         return local  # the store's namespace adds the prefix
+
+
+def unrecorded_append(config: ops.StoreConfig, key: str, message: object) -> ops.Operation[int]:
+    """``operations.add_message(config, key, message)`` with an EMPTY op id: append.lua then
+    records nothing (no op id, no reply) but still bumps the version. Built by hand, for the
+    bench only: the store has no such option, as a write without an op id cannot be retried
+    safely."""
+    encoded = encode_message(message, config.max_message_bytes)
+    return ops.Operation(key, config.keys(key), (*config.argv(""), encoded), int, script="append")
+
+
+class UnrecordedStore(SyncStore):
+    """This store's append without its op id recorded, to measure what recording costs. It does
+    the store's work otherwise: the message encoded and the operation built on every call, sent
+    by ``execute`` (EVALSHA of append.lua)."""
+
+    name = "unrecorded"
+
+    def supports(self, op: str) -> bool:
+        return op == "append"
+
+    def call(self, args: OpArgs, local: str) -> Call:
+        if not self.supports(args.op):
+            raise ValueError(f"{self.name} has no such operation as {args.op!r}")
+        store, key, message = self.store, self.api_key(local), self.message(args.new)
+        config = store.config
+        return lambda: store.execute(unrecorded_append(config, key, message))
 
 
 class AsyncStore(_ChatStoreCalls):
@@ -184,6 +227,19 @@ class Seed(_ChatStoreCalls):
     def message(self, message: BenchMessage) -> Any:
         return self.classes.message(role=message.role, content=message.text)
 
+    def supports(self, op: str) -> bool:
+        # The seed (0.8) has neither: looked up rather than assumed, so a later seed that adds
+        # them, with this store's signatures, is measured.
+        if op == "replace_middle":
+            return callable(getattr(self.store, "replace_message", None))
+        if op == "get_last":
+            try:
+                parameters = inspect.signature(self.store.get_messages).parameters
+            except (TypeError, ValueError):  # pragma: no cover - a method always has one
+                return False
+            return "start" in parameters
+        return True
+
 
 class Floor(System):
     name = "floor"
@@ -208,6 +264,9 @@ class Floor(System):
             if args.op == "insert_middle":
                 return lambda: raw.linsert(key, "BEFORE", pivot, payload)
             return lambda: raw.lrem(key, 1, pivot)
+        if args.op == "replace_middle":
+            index, payload = args.index, args.new.payload
+            return lambda: raw.lset(key, index, payload)
         if args.op == "delete_last":
             return lambda: client.rpop(key)
         if args.op == "set_all":
@@ -222,12 +281,17 @@ class Floor(System):
             return set_all
         if args.op == "get_all":
             return lambda: client.lrange(key, 0, -1)
+        if args.op == "get_last":
+            return lambda: client.lrange(key, -LAST_COUNT, -1)
         raise ValueError(f"unknown operation {args.op!r}")
 
     def normalize(self, args: OpArgs, reply: Any) -> Any:
         if args.op == "delete_middle":
             # LREM answers a count; the floor knew which message it named.
             return args.pivot.ident if reply == 1 and args.pivot is not None else None
+        if args.op == "replace_middle":
+            # LSET answers OK; the floor knew which message was there.
+            return args.pivot.ident if reply is True and args.pivot is not None else None
         if args.op == "set_all":
             return reply[-1]  # RPUSH's new length
         return super().normalize(args, reply)
