@@ -7,6 +7,7 @@
   KEYS[2]   its record, a hash in the same Cluster slot (see keys.py for its name):
               v        the version: it grows with every change, from the server clock in µs
               h, t     the op id log: entries h .. t-1 are live
+              m        when entry h was recorded (ms)
               q<n>     entry n of the log: "<ms recorded>:<op id>"
               o:<id>   what op id <id> did: cmsgpack of {script name, reply}
   KEYS[3..] the conversation's other keys, if it has any (the Memory store's), same slot: they
@@ -43,19 +44,19 @@ local function fail(code, detail)
   error({ err = 'ACS_' .. code .. ' ' .. detail })
 end
 
--- A decimal integer (at most 16 characters: Lua's numbers are doubles, exact below 2^53).
+-- An integer, read as a Lua number (a double: exact below 2^53, hence at most 16 characters).
 local function integer_arg(name, value, min)
-  if type(value) ~= 'string' or #value > 16 or not string.match(value, '^%-?%d+$') then
-    fail('BADARG', name .. ' ' .. tostring(value))
-  end
   local number = tonumber(value)
-  if min ~= nil and number < min then
-    fail('BADARG', name .. ' ' .. value)
+  if number == nil or #value > 16 or number ~= math.floor(number) or (min and number < min) then
+    fail('BADARG', name .. ' ' .. tostring(value))
   end
   return number
 end
 
-integer_arg('ttl', ttl, 0)
+-- The TTL goes to PEXPIRE as sent: it must be digits alone (a number Lua printed would not be).
+if #ttl > 16 or not string.find(ttl, '^%d+$') then
+  fail('BADARG', 'ttl ' .. ttl)
+end
 local max_messages = integer_arg('max_messages', ARGV[4], 0)
 local window_ms = integer_arg('window_ms', ARGV[5], 0)
 local window_size = integer_arg('window_size', ARGV[6], 0)
@@ -66,6 +67,9 @@ end
 
 -- The record as begin() read it.
 local record = { h = 0, t = 0 }
+-- Log entries beyond the window's size wait for this many more before they leave together:
+-- one HDEL every so many writes instead of one each write.
+local EVICT_BATCH = 32
 
 -- The version a reader sees: the record's; 1 for a conversation no script of ours has written
 -- (the seed's data, or a record evicted); 0 for no conversation at all.
@@ -77,9 +81,10 @@ local function current_version(exists)
 end
 
 local function read_record()
-  local fields = rcall('HMGET', record_key, 'v', 'h', 't', 'o:' .. op_id)
-  record.v, record.reply = fields[1], fields[4]
+  local fields = rcall('HMGET', record_key, 'v', 'h', 't', 'm', 'o:' .. op_id)
+  record.v, record.reply = fields[1], fields[5]
   record.h, record.t = tonumber(fields[2]) or 0, tonumber(fields[3]) or 0
+  record.m = tonumber(fields[4])  -- when entry h was recorded, in ms
 end
 
 -- KEYS[1] must hold a value of type `kind`, or nothing. Returns whether it holds one.
@@ -91,12 +96,17 @@ local function check_type(kind)
   return found ~= 'none'
 end
 
+-- A command the ACL user must be allowed to run (name, key, args...).
+local function allow(...)
+  if not redis.acl_check_cmd(...) then
+    fail('NOPERM', (...))
+  end
+end
+
 -- Every command of `commands` ({name, key, args...}) must be one the ACL user may run.
 local function check_allowed(commands)
   for _, command in ipairs(commands) do
-    if not redis.acl_check_cmd(unpack(command)) then
-      fail('NOPERM', command[1])
-    end
+    allow(unpack(command))
   end
 end
 
@@ -112,7 +122,6 @@ end
 -- when op_id was applied already (the caller returns that reply and changes nothing), else
 -- false, nil and whether KEYS[1] exists.
 local function begin(script, kind, commands)
-  check_allowed({ { 'hmget', record_key, 'v' }, { 'type', list_key } })
   read_record()
   if op_id ~= '' and record.reply then
     local recorded = cmsgpack.unpack(record.reply)
@@ -128,29 +137,47 @@ local function begin(script, kind, commands)
       fail('VERSION', expected_version .. ' ' .. actual)
     end
   end
-  check_allowed({
-    { 'hset', record_key, 'v', '1' }, { 'hdel', record_key, 'v' }, { 'hget', record_key, 'v' },
-    { 'pexpire', record_key, '1' }, { 'persist', record_key }, { 'del', record_key },
-    { 'pexpire', list_key, '1' }, { 'pttl', list_key }, { 'time' },
-  })
-  for i = 3, #KEYS do
-    check_allowed({ { 'pexpire', KEYS[i], '1' }, { 'persist', KEYS[i] } })
+  -- What commit() may run, as this call will run it.
+  allow('time')
+  allow('hset', record_key, 'v', '1')
+  if op_id ~= '' then
+    allow('hget', record_key, 'v')
+    allow('hdel', record_key, 'v')
+  end
+  if window_ms == 0 then
+    allow('del', record_key)
+  end
+  if ttl == '0' then
+    allow('pttl', list_key)
+  else
+    allow('pexpire', list_key, ttl)
+  end
+  for i = 2, #KEYS do
+    allow('pexpire', KEYS[i], '1')
+    if ttl == '0' then
+      allow('persist', KEYS[i])
+    end
   end
   if max_messages > 0 then
-    check_allowed({ { 'ltrim', list_key, '0', '-1' } })
+    allow('ltrim', list_key, '0', '-1')
   end
   if wait_replicas > 0 and op_id ~= '' then
-    check_allowed({ { 'spublish', record_key, '' }, { 'wait', '1', '0' } })
+    allow('spublish', record_key, '')
+    allow('wait', '1', '0')
   end
   check_allowed(commands)
   return false, nil, exists
 end
 
--- The server clock: {ms, µs}. Within one script it only moves forward.
+-- The server clock, read once per script: ms, µs.
+local clock = nil
 local function now()
-  local time = rcall('TIME')
-  local seconds, micros = tonumber(time[1]), tonumber(time[2])
-  return seconds * 1000 + math.floor(micros / 1000), seconds * 1000000 + micros
+  if clock == nil then
+    local time = rcall('TIME')
+    local seconds, micros = tonumber(time[1]), tonumber(time[2])
+    clock = { seconds * 1000 + math.floor(micros / 1000), seconds * 1000000 + micros }
+  end
+  return clock[1], clock[2]
 end
 
 -- A mark no stored element can equal: unique to this call (op id and server time), and not
@@ -170,14 +197,22 @@ local function trim(length)
   return length
 end
 
--- Entries older than the window, or past its size, leave the log (with their replies).
+-- Entries older than the window, or past its size, leave the log with their replies: checked
+-- on `m` (the time of the oldest) and the count, without reading an entry, and done in batches.
+-- So the log keeps the newest window_size ids at least, and EVICT_BATCH more at most.
 local function expired_entries(now_ms)
   local doomed = {}
+  local too_many = record.t - record.h >= window_size + EVICT_BATCH
+  local too_old = record.m ~= nil and record.m < now_ms - window_ms
+  if record.h >= record.t or not (too_many or too_old) then
+    return doomed
+  end
   local head = record.h
   while head < record.t do
     local entry = rcall('HGET', record_key, 'q' .. head)
     local at, id = string.match(entry or '', '^(%d+):(.*)$')
     if at and record.t - head < window_size and tonumber(at) >= now_ms - window_ms then
+      record.m = tonumber(at)
       break
     end
     doomed[#doomed + 1] = 'q' .. head
@@ -198,17 +233,27 @@ local function commit(script, reply, length)
   local version = math.max((tonumber(record.v) or 1) + 1, now_us)
   local fields = { 'v', string.format('%.0f', version) }
   if op_id ~= '' then
+    local head, oldest = record.h, record.m
     local doomed = expired_entries(now_ms)
     if #doomed > 0 then
       rcall('HDEL', record_key, unpack(doomed))
     end
     if window_size > 0 then
+      if record.h == record.t or record.m == nil then
+        record.m = now_ms  -- the log was empty: this entry is its oldest
+      end
+      local entry = 'q' .. record.t
       local packed = cmsgpack.pack({ script, reply })
       for _, field in ipairs({
-        'h', record.h, 't', record.t + 1,
-        'q' .. record.t, now_ms .. ':' .. op_id, 'o:' .. op_id, packed,
+        't', record.t + 1, entry, now_ms .. ':' .. op_id, 'o:' .. op_id, packed,
       }) do
         fields[#fields + 1] = field
+      end
+      -- h and m change only when entries leave or the log starts: written then alone.
+      if record.h ~= head or record.m ~= oldest then
+        for _, field in ipairs({ 'h', record.h, 'm', string.format('%.0f', record.m) }) do
+          fields[#fields + 1] = field
+        end
       end
     end
   end

@@ -76,7 +76,9 @@ def companion_key(key: bytes, name: bytes) -> bytes:
     return base + _bytes_to_slot(base, key_slot(key))
 
 
+@functools.lru_cache(maxsize=4096)
 def record_key(key: bytes) -> bytes:
+    """The record of the conversation at ``key`` (cached: computed for every write)."""
     return companion_key(key, RECORD)
 
 
