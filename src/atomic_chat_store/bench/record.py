@@ -1,10 +1,11 @@
 """What the op id record costs: every write of this store records its op id and its reply in a
-hash beside the conversation (``keys.record_key``), for a window of the last 1,000 ids and 10
-minutes, so that a write sent again is applied once.
+hash beside the conversation (``keys.record_key``), for a window of the newest 1,000 ids (up to
+32 more) and 10 minutes, so that a write sent again is applied once.
 
 - Bytes: ``MEMORY USAGE <key> SAMPLES 0`` (exact) of the list and of its record, for a
   conversation written by one set_messages, one written by N single appends (the record then holds
-  min(N, 1,000) op ids and their replies), and the latter's record after delete_messages, which
+  min(N, 1,000) to min(N, 1,032) op ids and their replies), and the latter's record after
+  delete_messages, which
   keeps what it removed as the reply of its op id.
 - Time: the append groups of the latency section measure the store's append, the same append
   with an empty op id (``systems.UnrecordedStore``) and the floor's RPUSH, taking turns. Here, the

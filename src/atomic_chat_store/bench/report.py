@@ -380,11 +380,11 @@ def record_notes(report: BenchReport) -> list[str]:
     window = f"{cost.window_size:,}"
     lines = [
         "Every write of this store records its op id and its reply in a hash beside the "
-        f"conversation (its record), for a window of the last {window} ids and 10 minutes, so "
-        "that a write sent again (a retry after a lost reply) is applied once. Bytes: "
-        "`MEMORY USAGE <key> SAMPLES 0` (exact) of the list and of its record; the record of a "
-        "conversation written by one set_messages holds 1 op id, by N single appends "
-        f"min(N, {window}).",
+        f"conversation (its record), for a window of the newest {window} ids (older ones leave "
+        "32 at a time) and 10 minutes, so that a write sent again (a retry after a lost reply) "
+        "is applied once. Bytes: `MEMORY USAGE <key> SAMPLES 0` (exact) of the list and of its "
+        "record; the record of a conversation written by one set_messages holds 1 op id, by N "
+        f"single appends min(N, {window}) to min(N, {window} + 32).",
         "After delete_messages the record keeps the removed messages, as the reply of that op "
         "id, until it expires with the window (10 minutes after the delete): a deleted "
         "conversation's bytes stay in Redis that long"
@@ -666,7 +666,7 @@ def _plot_record_cost(report: BenchReport, cost: RecordCost, directory: Path) ->
     series = {
         "list (N messages)": ("appended_list_bytes", "tab:gray", "o"),
         "record after 1 set_messages": ("set_record_bytes", "tab:green", "s"),
-        f"record after N appends (min(N, {cost.window_size:,}) op ids)": (
+        f"record after N appends (≥ min(N, {cost.window_size:,}) op ids)": (
             "appended_record_bytes",
             "tab:blue",
             "o",
