@@ -22,10 +22,7 @@ if replayed then
   return reply
 end
 
-if n == 0 then
-  return { {}, {} }
-end
-local seqs = rcall('ZRANGE', active_key, 0, text(n - 1))
+local seqs = oldest_active(n)
 if #seqs == 0 then
   return { {}, {} }
 end

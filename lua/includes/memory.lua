@@ -112,6 +112,14 @@ local function merged_seq_at(index, total)
   return seq
 end
 
+-- The seqs of the n oldest ACTIVE messages, oldest first (none when n is 0).
+local function oldest_active(n)
+  if n == 0 then
+    return {}
+  end
+  return rcall('ZRANGE', active_key, 0, text(n - 1))
+end
+
 -- Remove `seqs` from `set` and their messages from the hash.
 local function remove_seqs(set, seqs)
   for first = 1, #seqs, CHUNK do
