@@ -13,7 +13,12 @@ import contextlib
 import os
 from collections.abc import Iterator
 
-from atomic_chat_store import AsyncRedisChatStore, ChatMessage, RedisChatStore
+from atomic_chat_store import (
+    AsyncRedisChatStore,
+    ChatMessage,
+    RedisChatStore,
+    VersionConflictError,
+)
 from atomic_chat_store.server import RedisServer
 
 
@@ -58,6 +63,33 @@ def sync_walkthrough(url: str) -> None:
         show("delete_message(1) -> removed", store.delete_message(key, 1).content)
         show("delete_message(99) -> out of range", store.delete_message(key, 99))
         show("delete_last_message -> removed", store.delete_last_message(key).content)
+        show(
+            "replace_message(0) -> replaced",
+            store.replace_message(
+                key, 0, ChatMessage(role="system", content="Be very brief.")
+            ).content,
+        )
+        show(
+            "get_messages(key, -1): the last one", [m.content for m in store.get_messages(key, -1)]
+        )
+        conversation = store.get_conversation(key)
+        show("get_conversation -> version", conversation.version)
+        show(
+            "add_message(expected_version=) -> length",
+            store.add_message(
+                key, ChatMessage(content="only if unchanged"), expected_version=conversation.version
+            ),
+        )
+        try:
+            store.add_message(
+                key, ChatMessage(content="stale"), expected_version=conversation.version
+            )
+        except VersionConflictError as error:
+            show("a stale expected_version", f"VersionConflictError (now {error.actual})")
+        show(
+            "the same op_id twice -> applied once",
+            [store.add_message(key, ChatMessage(content="once"), op_id="walk-1") for _ in range(2)],
+        )
         show(
             "set_messages -> new length",
             store.set_messages(key, [ChatMessage(content="fresh start")]),
