@@ -3,7 +3,8 @@
   append: add messages at the end of the conversation.
 
   KEYS[1], KEYS[2], ARGV[1..7]  as every script (includes/prelude.lua): the conversation, its
-                                record, op id, TTL, expected version, max messages, op id window
+                                record, op id, TTL, expected version, max messages, op id
+                                window, replicas to wait for
   ARGV[8..]  the messages, in order, each one JSON text
 
   Returns    the length afterwards. No message changes nothing and returns the length.

@@ -1,4 +1,4 @@
-#!lua
+#!lua flags=allow-oom
 --[[
   refresh_ttl: restart the conversation's TTL (and its record's) without changing it.
 
@@ -8,6 +8,7 @@
 
   Returns    1 when the conversation exists, 0 when it does not (nothing changes then)
   Errors     those of the prelude; nothing changes
+  Flags      allow-oom: it uses no memory, and a server at maxmemory still keeps expiries fresh
   Cost       O(1)
 ]]
 -- @include prelude

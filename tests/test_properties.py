@@ -33,6 +33,7 @@ def test_store_behaves_like_a_list(machine_url, bound):
             self.store = RedisChatStore(self.client, ttl=TTL_MS / 1000, max_messages=bound)
             self.model: list[str] = []
             self.version = 0
+            self.highest = 0  # every version a write gave, deleted conversations' too
             self.last_write = None  # (call, reply): sent again, it must answer the same
 
         def fresh(self) -> str:
@@ -44,13 +45,17 @@ def test_store_behaves_like_a_list(machine_url, bound):
                 del self.model[:-bound]
 
         def wrote(self, call, reply, changed=True):
-            """After a write: the version grew exactly when something changed."""
+            """After a write: the version grew above every one before exactly when something
+            changed; 0 when no conversation is left."""
             version = self.store.version("prop")
-            if changed:
-                assert version > self.version
+            if not self.model:
+                assert version == 0
+            elif changed:
+                assert version > self.highest
             else:
                 assert version == self.version
             self.version = version
+            self.highest = max(self.highest, version)
             self.last_write = (call, reply) if changed else None
 
         @rule()
@@ -171,8 +176,9 @@ def test_store_behaves_like_a_list(machine_url, bound):
 
             reply = call()
             assert reply == self.model
-            self.wrote(call, reply, changed=bool(self.model))
+            changed = bool(self.model)
             self.model = []
+            self.wrote(call, reply, changed=changed)
 
         @precondition(lambda self: self.last_write is not None)
         @rule()

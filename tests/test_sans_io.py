@@ -17,6 +17,7 @@ from atomic_chat_store import operations as ops
 from atomic_chat_store.errors import (
     BatchError,
     ConnectionRefusedByServerError,
+    DurabilityError,
     InvalidArgumentError,
     InvalidArgumentTypeError,
     InvalidKeyError,
@@ -349,14 +350,62 @@ def test_a_certificate_that_does_not_verify_is_not_retried():
     assert rule.count == 1
 
 
-def test_no_master_known_ends_as_unavailable_not_unknown():
+def test_a_refused_connection_may_still_follow_a_lost_reply():
+    # redis-py retries by default inside one of the store's sends: an earlier try of that send
+    # may have been applied before the connection was refused. For a write: unknown.
     from redis.sentinel import MasterNotFoundError
 
     rule, _ = attempts(RetryPolicy(attempts=2))
     rule.failed(MasterNotFoundError("No master found for 'svc'"))
-    with pytest.raises(UnavailableError) as raised:
+    with pytest.raises(OutcomeUnknownError):
         rule.failed(MasterNotFoundError("No master found for 'svc'"))
+    read, _ = attempts(RetryPolicy(attempts=1), operations=[ops.count(ops.StoreConfig(), "a")])
+    with pytest.raises(UnavailableError) as raised:
+        read.failed(MasterNotFoundError("No master found for 'svc'"))
     assert type(raised.value) is UnavailableError
+
+
+@pytest.mark.parametrize(
+    "then",
+    [
+        redis.exceptions.OutOfMemoryError("OOM", status_code="OOM"),
+        redis.ConnectionError("Error 111 connecting"),
+    ],
+)
+def test_a_shortfall_then_any_failure_still_says_the_write_was_applied(then):
+    from atomic_chat_store.retry import ReplicaShortfall
+
+    rule, _ = attempts(RetryPolicy(attempts=2))
+    rule.failed(ReplicaShortfall(7, 0, 1))  # applied, not acknowledged
+    with pytest.raises(DurabilityError) as raised:
+        rule.failed(then)
+    assert raised.value.reply == 7 and raised.value.acknowledged == 0
+
+
+def test_a_read_refused_after_a_lost_reply_keeps_its_typed_error():
+    rule, _ = attempts(operations=[ops.count(ops.StoreConfig(), "a")])
+    rule.failed(redis.ConnectionError("lost"))
+    with pytest.raises(PermissionDeniedError):
+        rule.failed(redis.exceptions.NoPermissionError("no permissions to run the 'llen' command"))
+
+
+@pytest.mark.parametrize(
+    ("applied", "expected"), [(True, OutcomeUnknownError), (False, UnavailableError)]
+)
+def test_a_batch_sent_again_may_have_applied_some_of_it(applied, expected):
+    from atomic_chat_store.retry import BatchResend
+
+    config = ops.StoreConfig()
+    batch = [ops.append(config, "a", [MESSAGE]), ops.append(config, "b", [MESSAGE])]
+    rule, _ = attempts(RetryPolicy(attempts=1), operations=batch, batch=True)
+    with pytest.raises(expected) as raised:
+        rule.failed(BatchResend(redis.exceptions.ReadOnlyError("READONLY"), applied))
+    assert type(raised.value) is expected
+
+
+def test_an_op_id_conflict_names_the_id_as_sent():
+    reply = redis.ResponseError("ACS_OPID line  break append" + WHERE)
+    assert error_from_reply(reply, "chat", "line\r\nbreak").op_id == "line\r\nbreak"
 
 
 def test_a_wait_ended_by_a_demotion_is_sent_again_to_the_new_master():

@@ -17,7 +17,7 @@
   ARGV[3]   expected version: '' accepts any; else a write finding another one changes nothing
   ARGV[4]   max messages: after a write the conversation keeps only its newest N; '0' keeps all
   ARGV[5]   how long an op id is remembered, in ms
-  ARGV[6]   how many op ids a conversation remembers at most
+  ARGV[6]   how many op ids a conversation remembers: the newest this many (up to 32 more)
   ARGV[7]   how many replicas the caller will WAIT for after the write: '0' for none; else a
             write checks first that the user may run WAIT and SPUBLISH (the caller's next
             commands on the connection), so that a durable write is refused whole, not applied
@@ -70,14 +70,17 @@ local record = { h = 0, t = 0 }
 -- Log entries beyond the window's size wait for this many more before they leave together:
 -- one HDEL every so many writes instead of one each write.
 local EVICT_BATCH = 32
+local CHUNK_OF_FIELDS = 1000
 
--- The version a reader sees: the record's; 1 for a conversation no script of ours has written
--- (the seed's data, or a record evicted); 0 for no conversation at all.
+-- The version a reader sees: 0 when there is no conversation (even while the record of a
+-- deleted one keeps its op ids); else the record's; 1 for a conversation no script of ours has
+-- written (the seed's data, or a record lost). A conversation made again gets a version above
+-- every one before (commit() takes the record's, when it is still there, and the clock).
 local function current_version(exists)
-  if record.v then
-    return record.v
+  if not exists then
+    return '0'
   end
-  return exists and '1' or '0'
+  return record.v or '1'
 end
 
 local function read_record()
@@ -236,7 +239,11 @@ local function commit(script, reply, length)
     local head, oldest = record.h, record.m
     local doomed = expired_entries(now_ms)
     if #doomed > 0 then
-      rcall('HDEL', record_key, unpack(doomed))
+      -- In chunks: Lua's unpack takes a few thousand values at most.
+      for first = 1, #doomed, CHUNK_OF_FIELDS do
+        local last = math.min(first + CHUNK_OF_FIELDS - 1, #doomed)
+        rcall('HDEL', record_key, unpack(doomed, first, last))
+      end
     end
     if window_size > 0 then
       if record.h == record.t or record.m == nil then

@@ -168,7 +168,7 @@ class AsyncRedisChatStore(StoreBase[redis.asyncio.Redis]):
         if is_cluster(client):
             await client.nodes_manager.initialize()
         elif self._rediscovers_on_connect(client):
-            await client.connection_pool.disconnect()
+            await client.connection_pool.disconnect(inuse_connections=False)
 
     # -- the operations ---------------------------------------------------------------------------
 

@@ -21,7 +21,13 @@ from . import operations as ops
 from .connection import DEFAULT_URL
 from .errors import InvalidArgumentError, InvalidArgumentTypeError
 from .keys import key_slot
-from .retry import ReplicaShortfall, RetryPolicy, TransactionNotStarted, is_retryable
+from .retry import (
+    BatchResend,
+    ReplicaShortfall,
+    RetryPolicy,
+    TransactionNotStarted,
+    is_retryable,
+)
 from .scripts import Script, scripts
 
 ClientT = TypeVar("ClientT")
@@ -121,7 +127,7 @@ class StoreBase(Generic[ClientT]):
         nothing: without something replicated after it, WAIT would not wait for the write it
         replays. SPUBLISH changes no data and goes to the shard's replicas only."""
         return [
-            ("SPUBLISH", operations[0].keys[-1], b""),
+            ("SPUBLISH", operations[0].keys[1], b""),  # the record: what the script checks
             ("WAIT", self.config.wait_replicas, self.wait_timeout_ms),
         ]
 
@@ -233,7 +239,11 @@ class StoreBase(Generic[ClientT]):
             raise redis.ResponseError(f"{len(replies)} replies to {len(batch)} operations")
         for reply in replies:
             if isinstance(reply, Exception) and is_retryable(reply):
-                raise reply
+                applied = any(
+                    operation.op_id is not None and not isinstance(answer, Exception)
+                    for operation, answer in zip(batch, replies, strict=False)
+                )
+                raise BatchResend(reply, applied)
         if acknowledged is not None and acknowledged < self.config.wait_replicas:
             raise ReplicaShortfall(list(replies), acknowledged, self.config.wait_replicas)
         return list(replies)

@@ -279,7 +279,7 @@ _SCRIPT_DENIED = "The user executing the script can't run this command"
 _EXEC_ABORTED = "Transaction discarded because of: "
 
 
-def error_from_reply(error: redis.ResponseError, key: str) -> Exception:
+def error_from_reply(error: redis.ResponseError, key: str, op_id: str | None = None) -> Exception:
     """The typed error for what Redis answered about conversation ``key``; ``error`` itself
     when it is none of ours. A script's errors are ``ACS_<CODE> <details>``
     (lua/includes/prelude.lua)."""
@@ -296,8 +296,9 @@ def error_from_reply(error: redis.ResponseError, key: str) -> Exception:
         expected, actual = detail.split()
         return VersionConflictError(key, int(expected), int(actual))
     if code == "ACS_OPID":
-        op_id, _, script = detail.rpartition(" ")
-        return OpIdConflictError(op_id, script)
+        # The id as sent when known: Redis turns line breaks in an error into spaces.
+        sent, _, script = detail.rpartition(" ")
+        return OpIdConflictError(op_id if op_id is not None else sent, script)
     if code == "ACS_NOPERM":
         return PermissionDeniedError(detail, text)
     if code == "NOPERM":
@@ -311,7 +312,7 @@ def error_from_reply(error: redis.ResponseError, key: str) -> Exception:
     if code == "EXECABORT" and _EXEC_ABORTED in detail:
         # The transaction was refused whole: type it by the refusal that aborted it.
         inner = redis.ResponseError(detail.split(_EXEC_ABORTED, 1)[1])
-        typed = error_from_reply(inner, key)
+        typed = error_from_reply(inner, key, op_id)
         if typed is not inner:
             return typed
     if code == "ACS_BADARG":

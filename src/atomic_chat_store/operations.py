@@ -55,6 +55,8 @@ SCAN_COUNT = 1000
 MAX_TTL_MS = 2**53 - 1
 DEFAULT_OP_WINDOW = timedelta(minutes=10)
 DEFAULT_OP_WINDOW_SIZE = 1000
+# A record holds two fields an op id: past this many, one conversation's record is megabytes.
+MAX_OP_WINDOW_SIZE = 100_000
 MAX_OP_ID_BYTES = 200
 
 
@@ -97,7 +99,11 @@ class StoreConfig:
                 DEFAULT_OP_WINDOW if op_window is None else op_window, "op_window"
             ),
             op_window_size=_count(
-                "op_window_size", op_window_size, DEFAULT_OP_WINDOW_SIZE, minimum=1
+                "op_window_size",
+                op_window_size,
+                DEFAULT_OP_WINDOW_SIZE,
+                minimum=1,
+                maximum=MAX_OP_WINDOW_SIZE,
             ),
             wait_replicas=_count("wait_replicas", wait_replicas, 0, minimum=0),
         )
@@ -128,13 +134,15 @@ class StoreConfig:
         )
 
 
-def _count(name: str, value: object, default: int, *, minimum: int) -> int:
+def _count(
+    name: str, value: object, default: int, *, minimum: int, maximum: int = 2**53 - 1
+) -> int:
     if value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidArgumentTypeError(f"{name} must be an int, not {type(value).__name__}")
-    if value < minimum:
-        raise InvalidArgumentError(f"{name} must be at least {minimum}, not {value}")
+    if not minimum <= value <= maximum:
+        raise InvalidArgumentError(f"{name} must be in [{minimum}, {maximum}], not {value}")
     return value
 
 
@@ -227,7 +235,7 @@ class Operation(Generic[R]):
     def error(self, exc: Exception) -> Exception:
         """The typed error for what Redis answered, or ``exc`` itself when it is not ours."""
         if isinstance(exc, redis.ResponseError):
-            return error_from_reply(exc, self.chat_key)
+            return error_from_reply(exc, self.chat_key, self.op_id)
         return exc
 
 

@@ -61,6 +61,16 @@ _CLUSTER_FINAL: tuple[type[BaseException], ...] = (
 )
 
 
+class BatchResend(Exception):
+    """A reply of a pipeline asks for the whole batch to be sent again (``reason``: a NOSCRIPT,
+    a demoted master); ``applied`` says whether writes of it ran meanwhile."""
+
+    def __init__(self, reason: Exception, applied: bool) -> None:
+        super().__init__(str(reason))
+        self.reason = reason
+        self.applied = applied
+
+
 class TransactionNotStarted(Exception):
     """MULTI was refused, so the operations after it ran at once, each once, not as a
     transaction: ``replies`` are theirs."""
@@ -225,11 +235,16 @@ class Attempts:
         """Seconds to wait before sending again; raises when there is no next time. Once it has
         set ``send_source``, the caller sends scripts by their source from then on."""
         self.count += 1
-        if is_reply_lost(error) or str(error).startswith("UNBLOCKED "):
+        if isinstance(error, BatchResend):
+            self.maybe_applied = self.maybe_applied or error.applied
+            error = error.reason
+        if self._may_have_run(error):
             self.maybe_applied = True
         if not is_retryable(error):
             raise self._final(error) from error
-        self._shortfall = error if isinstance(error, ReplicaShortfall) else None
+        if isinstance(error, ReplicaShortfall):
+            # Kept: whatever fails after, the write was applied, with this reply.
+            self._shortfall = error
         self.rediscover = isinstance(
             error, (redis.exceptions.AskError, redis.exceptions.ReadOnlyError, ReplicaShortfall)
         ) or str(error).startswith("UNBLOCKED ")
@@ -242,6 +257,16 @@ class Attempts:
         if self.count >= self.policy.attempts or elapsed + delay > self.policy.timeout:
             raise self._spent(elapsed) from error
         return delay
+
+    def _may_have_run(self, error: Exception) -> bool:
+        """Whether the send that failed may have applied a write."""
+        if isinstance(error, ReplicaShortfall) or str(error).startswith("UNBLOCKED "):
+            return True  # it was applied, on a master that may lose it
+        # A connection refused or no master known: nothing was sent by this attempt, but the
+        # client's own retries (redis-py retries by default) may have sent it before that.
+        if is_refused_connection(error):
+            return False  # every send of it is refused the same way, redis-py's included
+        return isinstance(error, _REPLY_LOST) and not isinstance(error, (*_FINAL, *_NOT_RUN))
 
     def _spent(self, elapsed: float) -> ChatStoreError:
         op_ids = tuple(op.op_id for op in self.operations if op.op_id is not None)
@@ -274,14 +299,18 @@ class Attempts:
             ]
             return BatchError(results, applied=True, cause=refusal)
         if isinstance(error, redis.ResponseError):
-            key = self.operations[0].chat_key if len(self.operations) == 1 else ""
-            typed = error_from_reply(error, key)
+            single = self.operations[0] if len(self.operations) == 1 else None
+            key, op_id = (single.chat_key, single.op_id) if single is not None else ("", None)
+            typed = error_from_reply(error, key, op_id)
         elif isinstance(error, redis.AuthenticationError) or is_refused_connection(error):
             typed = ConnectionRefusedByServerError(error)
         else:
             typed = error
-        if self.maybe_applied and isinstance(
-            typed, (CommandRefusedError, ConnectionRefusedByServerError)
+        writes = any(operation.op_id is not None for operation in self.operations)
+        if (
+            writes
+            and self.maybe_applied
+            and isinstance(typed, (CommandRefusedError, ConnectionRefusedByServerError))
         ):
             # Refused before any script ran, after a send whose reply was lost: that send may
             # have applied it. Only a send with the same op id can tell.

@@ -196,7 +196,8 @@ class RedisChatStore(StoreBase[redis.Redis]):
         if is_cluster(client):
             client.nodes_manager.initialize()
         elif self._rediscovers_on_connect(client):
-            client.connection_pool.disconnect()
+            # Idle connections only: those in use may carry the caller's other commands.
+            client.connection_pool.disconnect(inuse_connections=False)
 
     # -- the operations ---------------------------------------------------------------------------
 
