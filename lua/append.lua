@@ -14,7 +14,6 @@
 ]]
 -- @include prelude
 local SCRIPT = 'append'
-local CHUNK = 1000
 
 local replayed, reply = begin(SCRIPT, 'list', { { 'rpush', list_key, 'x' } })
 if replayed then
@@ -24,9 +23,5 @@ if #ARGV < FIRST_ARG then
   return rcall('LLEN', list_key)
 end
 
-local length
-for first = FIRST_ARG, #ARGV, CHUNK do
-  length = rcall('RPUSH', list_key, unpack(ARGV, first, math.min(first + CHUNK - 1, #ARGV)))
-end
-length = trim(length)
+local length = trim(in_chunks('RPUSH', list_key, ARGV, FIRST_ARG))
 return commit(SCRIPT, length, length)

@@ -17,7 +17,6 @@
 ]]
 -- @include prelude
 local SCRIPT = 'insert'
-local CHUNK = 1000
 local MOVE_TAIL_FACTOR = 16
 
 local index = integer_arg('index', ARGV[FIRST_ARG])
@@ -47,9 +46,7 @@ elseif (length - index) * MOVE_TAIL_FACTOR < index then
   local tail = rcall('LRANGE', list_key, index, -1)
   rcall('LTRIM', list_key, 0, index - 1)
   rcall('RPUSH', list_key, message)
-  for first = 1, #tail, CHUNK do
-    rcall('RPUSH', list_key, unpack(tail, first, math.min(first + CHUNK - 1, #tail)))
-  end
+  in_chunks('RPUSH', list_key, tail)
 else
   local mark = unique_mark()
   local displaced = rcall('LINDEX', list_key, index)

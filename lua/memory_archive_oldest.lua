@@ -28,8 +28,6 @@ if #seqs == 0 then
   return { {}, {} }
 end
 local archived = messages_of(seqs)
-for first = 1, #seqs, CHUNK do
-  rcall('ZREM', active_key, unpack(seqs, first, math.min(first + CHUNK - 1, #seqs)))
-end
+in_chunks('ZREM', active_key, seqs)
 add_seqs(archived_key, seqs)
 return commit(SCRIPT, { seqs, archived }, rcall('HLEN', messages_key))

@@ -13,7 +13,6 @@
 ]]
 -- @include prelude
 local SCRIPT = 'set_all'
-local CHUNK = 1000
 
 local replayed, reply, exists = begin(SCRIPT, 'list', {
   { 'del', list_key }, { 'rpush', list_key, 'x' },
@@ -26,9 +25,5 @@ if not exists and #ARGV < FIRST_ARG then
 end
 
 rcall('DEL', list_key)
-local length = 0
-for first = FIRST_ARG, #ARGV, CHUNK do
-  length = rcall('RPUSH', list_key, unpack(ARGV, first, math.min(first + CHUNK - 1, #ARGV)))
-end
-length = trim(length)
+local length = trim(in_chunks('RPUSH', list_key, ARGV, FIRST_ARG) or 0)
 return commit(SCRIPT, length, length)

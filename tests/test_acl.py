@@ -86,7 +86,9 @@ def commands_the_scripts_call(memory: bool) -> set[str]:
     called: set[str] = set()
     for name, script in scripts().items():
         if name.startswith("memory_") == memory:
-            called |= {name.lower() for name in re.findall(r"rcall\('(\w+)'", script.source)}
+            called |= {
+                name.lower() for name in re.findall(r"(?:rcall|in_chunks)\('(\w+)'", script.source)
+            }
     return called
 
 

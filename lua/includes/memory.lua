@@ -14,8 +14,6 @@
   ARGV[4] (max messages) must be '0': the Memory store keeps no bound.
 ]]
 local messages_key, active_key, archived_key = KEYS[1], KEYS[3], KEYS[4]
--- Lua's unpack takes at most a few thousand values: commands get their arguments 1,000 at a time.
-local CHUNK = 1000
 
 if max_messages > 0 then
   fail('BADARG', 'max_messages ' .. ARGV[4])
@@ -122,11 +120,8 @@ end
 
 -- Remove `seqs` from `set` and their messages from the hash.
 local function remove_seqs(set, seqs)
-  for first = 1, #seqs, CHUNK do
-    local last = math.min(first + CHUNK - 1, #seqs)
-    rcall('ZREM', set, unpack(seqs, first, last))
-    rcall('HDEL', messages_key, unpack(seqs, first, last))
-  end
+  in_chunks('ZREM', set, seqs)
+  in_chunks('HDEL', messages_key, seqs)
 end
 
 -- Add `seqs` to `set` (score = seq).

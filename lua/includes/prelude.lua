@@ -44,6 +44,17 @@ local function fail(code, detail)
   error({ err = 'ACS_' .. code .. ' ' .. detail })
 end
 
+-- `command key values[from..]`, 1,000 values at a time: Lua's unpack takes a few thousand at
+-- most. Returns the last reply (nil when there was nothing to send).
+local CHUNK = 1000
+local function in_chunks(command, key, values, from)
+  local reply
+  for first = from or 1, #values, CHUNK do
+    reply = rcall(command, key, unpack(values, first, math.min(first + CHUNK - 1, #values)))
+  end
+  return reply
+end
+
 -- An integer, read as a Lua number (a double: exact below 2^53, hence at most 16 characters).
 local function integer_arg(name, value, min)
   local number = tonumber(value)
@@ -70,7 +81,6 @@ local record = { h = 0, t = 0 }
 -- Log entries beyond the window's size wait for this many more before they leave together:
 -- one HDEL every so many writes instead of one each write.
 local EVICT_BATCH = 32
-local CHUNK_OF_FIELDS = 1000
 
 -- The version a reader sees: 0 when there is no conversation (even while the record of a
 -- deleted one keeps its op ids); else the record's; 1 for a conversation no script of ours has
@@ -238,13 +248,7 @@ local function commit(script, reply, length)
   if op_id ~= '' then
     local head, oldest = record.h, record.m
     local doomed = expired_entries(now_ms)
-    if #doomed > 0 then
-      -- In chunks: Lua's unpack takes a few thousand values at most.
-      for first = 1, #doomed, CHUNK_OF_FIELDS do
-        local last = math.min(first + CHUNK_OF_FIELDS - 1, #doomed)
-        rcall('HDEL', record_key, unpack(doomed, first, last))
-      end
-    end
+    in_chunks('HDEL', record_key, doomed)
     if window_size > 0 then
       if record.h == record.t or record.m == nil then
         record.m = now_ms  -- the log was empty: this entry is its oldest
