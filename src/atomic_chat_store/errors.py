@@ -301,14 +301,12 @@ def error_from_reply(error: redis.ResponseError, key: str, op_id: str | None = N
         return OpIdConflictError(op_id if op_id is not None else sent, script)
     if code == "ACS_NOPERM":
         return PermissionDeniedError(detail, text)
-    if code == "NOPERM":
+    # Redis's NOPERM; Valkey, inside a script: "ACL failure in script: User u has no ..."
+    if code == "NOPERM" or "no permissions to run" in text:
         quoted = _QUOTED_COMMAND.search(text)
         return PermissionDeniedError(quoted.group(1) if quoted else "a command", text)
     if _SCRIPT_DENIED in text:
         return PermissionDeniedError("a command the script reads with", text)
-    if "no permissions to run" in text:  # Valkey: "ACL failure in script: User u has no ..."
-        quoted = _QUOTED_COMMAND.search(text)
-        return PermissionDeniedError(quoted.group(1) if quoted else "a command", text)
     if code == "EXECABORT" and _EXEC_ABORTED in detail:
         # The transaction was refused whole: type it by the refusal that aborted it.
         inner = redis.ResponseError(detail.split(_EXEC_ABORTED, 1)[1])

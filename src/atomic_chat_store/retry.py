@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis
-import redis.sentinel
 from redis.backoff import ExponentialWithJitterBackoff
 
 from .errors import (
@@ -157,19 +156,13 @@ def is_refused_connection(error: BaseException) -> bool:
     )
 
 
-def never_sent(error: BaseException) -> bool:
-    """A failure before anything was sent: no master known, or a connection refused."""
-    if isinstance(error, (redis.sentinel.MasterNotFoundError, redis.sentinel.SlaveNotFoundError)):
-        return True
-    return isinstance(error, redis.ConnectionError) and any(
-        isinstance(cause, ConnectionRefusedError) for cause in _causes(error)
-    )
-
-
-def is_reply_lost(error: BaseException) -> bool:
+def is_lost_connection(error: BaseException) -> bool:
+    """A connection that failed or broke (a timeout, a cut, a refusal, no master known): the
+    command may have run, even when this try never reached a server (redis-py's own retries may
+    have sent it before), and sending again may work."""
     if not isinstance(error, _REPLY_LOST) or isinstance(error, (*_FINAL, *_NOT_RUN)):
         return False
-    return not (never_sent(error) or is_refused_connection(error))
+    return not is_refused_connection(error)
 
 
 # Replies that say the command did not run, or ran on a master that has just stepped down
@@ -185,9 +178,7 @@ def is_retryable(error: BaseException) -> bool:
         return not isinstance(error, _CLUSTER_FINAL)
     if isinstance(error, redis.ResponseError):
         return str(error).startswith(_RETRIED_REPLIES)
-    if is_refused_connection(error):
-        return False
-    return is_reply_lost(error) or never_sent(error)
+    return is_lost_connection(error)
 
 
 def _decoded(operation: Any, raw: Any) -> Any:
@@ -262,11 +253,7 @@ class Attempts:
         """Whether the send that failed may have applied a write."""
         if isinstance(error, ReplicaShortfall) or str(error).startswith("UNBLOCKED "):
             return True  # it was applied, on a master that may lose it
-        # A connection refused or no master known: nothing was sent by this attempt, but the
-        # client's own retries (redis-py retries by default) may have sent it before that.
-        if is_refused_connection(error):
-            return False  # every send of it is refused the same way, redis-py's included
-        return isinstance(error, _REPLY_LOST) and not isinstance(error, (*_FINAL, *_NOT_RUN))
+        return is_lost_connection(error)
 
     def _spent(self, elapsed: float) -> ChatStoreError:
         op_ids = tuple(op.op_id for op in self.operations if op.op_id is not None)
