@@ -9,6 +9,7 @@ been applied. Its backoff classes are used as they are.
 
 from __future__ import annotations
 
+import functools
 import math
 import ssl
 import time
@@ -181,6 +182,12 @@ def is_retryable(error: BaseException) -> bool:
     return is_lost_connection(error)
 
 
+@functools.lru_cache(maxsize=64)
+def _backoff(cap: float, base: float) -> ExponentialWithJitterBackoff:
+    """redis-py's backoff, made when a send first fails (it keeps no state between calls)."""
+    return ExponentialWithJitterBackoff(cap=cap, base=base)
+
+
 def _decoded(operation: Any, raw: Any) -> Any:
     """A reply as its operation's result, or as the typed error it stands for."""
     if isinstance(raw, Exception):
@@ -214,13 +221,9 @@ class Attempts:
     # rather than wait for the client to notice (a Sentinel pool only asks when it connects).
     rediscover: bool = False
     _shortfall: ReplicaShortfall | None = field(default=None, repr=False)
-    _backoff: ExponentialWithJitterBackoff = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.started = self.clock()
-        self._backoff = ExponentialWithJitterBackoff(
-            cap=self.policy.backoff_cap, base=self.policy.backoff_base
-        )
 
     def failed(self, error: Exception) -> float:
         """Seconds to wait before sending again; raises when there is no next time. Once it has
@@ -243,7 +246,8 @@ class Attempts:
         # EVAL both loads the script and runs it: no SCRIPT FLUSH can come in between.
         self.send_source = self.send_source or no_script
         self.load_scripts = no_script
-        delay = 0.0 if no_script else self._backoff.compute(self.count)
+        backoff = _backoff(self.policy.backoff_cap, self.policy.backoff_base)
+        delay = 0.0 if no_script else backoff.compute(self.count)
         elapsed = self.clock() - self.started
         if self.count >= self.policy.attempts or elapsed + delay > self.policy.timeout:
             raise self._spent(elapsed) from error
