@@ -311,6 +311,13 @@ class _Stores:
             await entry[1].aclose()  # runs its ``finally``: removes the store, closes its client
 
 
+def _config_with_ttl(config: ops.StoreConfig, ttl: float | None) -> ops.StoreConfig:
+    """``config`` with the TTL of a store's ``ttl`` field, which may be reassigned at any time
+    (LlamaIndex's store reads it on every call; None or 0: no expiry)."""
+    ttl_ms = ops.ttl_to_ms(ttl or None)
+    return config if ttl_ms == config.ttl_ms else dataclasses.replace(config, ttl_ms=ttl_ms)
+
+
 class RedisChatStore(BaseChatStore):
     """LlamaIndex chat store on Redis: every edit one atomic Lua script, one round trip.
 
@@ -384,9 +391,7 @@ class RedisChatStore(BaseChatStore):
     # -- plumbing ---------------------------------------------------------------------------------
 
     def _current_config(self) -> ops.StoreConfig:
-        ttl_ms = ops.ttl_to_ms(self.ttl or None)
-        if ttl_ms != self._config.ttl_ms:  # ``ttl`` was reassigned
-            self._config = dataclasses.replace(self._config, ttl_ms=ttl_ms)
+        self._config = _config_with_ttl(self._config, self.ttl)
         return self._config
 
     def _execute(self, operation: ops.Operation[R]) -> R:

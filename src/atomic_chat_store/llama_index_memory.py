@@ -21,7 +21,6 @@ it); every read is one script or one command. The layout in Redis is described i
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -44,7 +43,7 @@ from pydantic import Field, PrivateAttr
 from . import memory
 from . import operations as ops
 from .aio import AsyncRedisChatStore
-from .llama_index import DEFAULT_REDIS_URL, _Stores, _url_without_secrets
+from .llama_index import DEFAULT_REDIS_URL, _config_with_ttl, _Stores, _url_without_secrets
 from .store import RedisChatStore as SyncRedisChatStore
 
 __all__ = ["RedisMemoryStore"]
@@ -143,9 +142,7 @@ class RedisMemoryStore(AsyncDBChatStore):
         return "RedisMemoryStore"
 
     def _current_config(self) -> ops.StoreConfig:
-        ttl_ms = ops.ttl_to_ms(self.ttl or None)
-        if ttl_ms != self._config.ttl_ms:  # ``ttl`` was reassigned
-            self._config = dataclasses.replace(self._config, ttl_ms=ttl_ms)
+        self._config = _config_with_ttl(self._config, self.ttl)
         return self._config
 
     # -- reads ------------------------------------------------------------------------------------
